@@ -1,0 +1,37 @@
+# The two front-door commands: `make demo` and `make test`.
+# Both create .venv on first use (CPU PyTorch pinned by constraints.txt) and reuse it after.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO_DIR ?= demo_data
+
+.PHONY: demo demo-image test test-all perf setup clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt torch
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m discriminator.demo video
+
+demo-image: $(STAMP)
+	$(BIN)/python -m discriminator.demo image
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+perf: $(STAMP)
+	$(BIN)/python benchmarks/export_latency.py
+
+clean:
+	rm -rf $(VENV) submissions/*/ results/ $(DEMO_DIR)
