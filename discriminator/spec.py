@@ -193,7 +193,7 @@ def spec_from_onnx(path_or_bytes: Path | bytes) -> DetectorSpec | None:
 
     try:
         if isinstance(path_or_bytes, (bytes, bytearray)):
-            model = onnx.load_model_from_string(bytes(path_or_bytes), load_external_data=False)
+            model = onnx.load_model_from_string(bytes(path_or_bytes))  # bytes never pull in external data
         else:
             model = onnx.load(str(path_or_bytes), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and others for garbage
