@@ -1,0 +1,118 @@
+"""Where `kit build --model X` finds its backbone: named sources, `hf:` ids/dirs and `py:` factories.
+
+Named sources register themselves with `@register_source` in the example modules
+(timm-style); `list_sources()` filters them with wildcards and `get_source()` answers
+a typo with "did you mean". `resolve_backbone()` is the one entry point the build uses.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from discriminator.errors import UsageError
+from discriminator.wrapper import Backbone
+
+#: Modules whose import registers the built-in sources.
+BUILTIN_SOURCE_MODULES = (
+    "onnx_examples.pytorch_models.image_model",
+    "onnx_examples.pytorch_models.video_model",
+    "onnx_examples.huggingface_models.image_model",
+    "onnx_examples.huggingface_models.video_model",
+)
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    """A named detector source. `factory(weights=None, **options) -> Backbone`."""
+
+    name: str
+    modality: str
+    description: str
+    factory: Callable[..., Backbone]
+    #: "random init", "hub: <id>" …: what weights a plain build gets.
+    weights: str
+    #: Defaults the spec takes from this source (height, width, frames …).
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, SourceEntry] = {}
+_loaded = False
+
+
+def register_source(name: str, modality: str, description: str, weights: str = "random init", **defaults: Any) -> Callable:
+    """Decorator registering `factory` under `name`."""
+
+    def decorate(factory: Callable[..., Backbone]) -> Callable[..., Backbone]:
+        _REGISTRY[name] = SourceEntry(name, modality, description, factory, weights, dict(defaults))
+        return factory
+
+    return decorate
+
+
+def _load_builtins() -> None:
+    global _loaded
+    if not _loaded:
+        for module in BUILTIN_SOURCE_MODULES:
+            importlib.import_module(module)
+        _loaded = True
+
+
+def list_sources(pattern: str | None = None, modality: str | None = None) -> list[SourceEntry]:
+    _load_builtins()
+    entries = sorted(_REGISTRY.values(), key=lambda e: (e.modality, e.name))
+    if pattern:
+        entries = [e for e in entries if fnmatch.fnmatch(e.name, pattern)]
+    if modality:
+        entries = [e for e in entries if e.modality == modality]
+    return entries
+
+
+def get_source(name: str) -> SourceEntry:
+    _load_builtins()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    close = difflib.get_close_matches(name, list(_REGISTRY), n=1, cutoff=0.5)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise UsageError(
+        f"unknown model '{name}'",
+        f"{hint}run `kit models` to list names, or use hf:<id-or-dir> / py:<module>:<factory>",
+    )
+
+
+def resolve_backbone(model: str, modality: str, task: str = "auto", weights: Path | None = None,
+                     options: dict[str, Any] | None = None) -> tuple[Backbone, dict[str, Any]]:
+    """Turn the `--model` string into a Backbone; also return the spec defaults the source implies."""
+    options = dict(options or {})
+    if model.startswith("hf:"):
+        from discriminator.sources.huggingface import load_hf_backbone
+
+        backbone = load_hf_backbone(model[3:], modality=modality, task=task, **options)
+        if weights is not None:
+            from discriminator.sources.weights import load_weights_into
+
+            load_weights_into(backbone.module, weights)
+            backbone.head_trained = True
+        return backbone, {}
+    if model.startswith("py:"):
+        from discriminator.sources.python import load_python_backbone
+
+        return load_python_backbone(model[3:], weights=weights, task=task, modality=modality, **options), {}
+    from discriminator.sources.checkpoint import is_checkpoint_dir, load_checkpoint_backbone
+
+    if is_checkpoint_dir(Path(model)):
+        return load_checkpoint_backbone(Path(model), modality=modality)
+    entry = get_source(model)
+    if entry.modality != modality:
+        raise UsageError(f"'{model}' is a {entry.modality} detector, not {modality}",
+                         f"run `kit build {entry.modality} --model {model}`, or pick one of `kit models --modality {modality}`")
+    if task not in ("auto", "classify"):
+        raise UsageError(f"'{model}' is a classifier; --task {task} needs a base model", "use hf:<base-model-id> for embeddings")
+    backbone = entry.factory(weights=weights, **options)
+    backbone.provenance.setdefault("source", model)
+    return backbone, dict(entry.defaults)

@@ -1,0 +1,1 @@
+"""Model sources `kit build` resolves: Hugging Face, user Python factories, kit checkpoints."""

@@ -1,0 +1,170 @@
+"""`hf:<hub-id-or-local-dir>` — any Hugging Face image or video model.
+
+Classification checkpoints keep their head (re-headed to the kit's classes when
+the count differs, which leaves that head untrained). Base models without a head
+become embedding exporters by default, or get a linear head on their pooled
+embedding with `--task classify`. Video transformers (VideoMAE, TimeSformer,
+ViViT) are clip backbones with a fixed native frame count; everything else is
+applied frame by frame.
+
+Downloads are real `from_pretrained` calls. When the hub cannot be reached the
+kit says so in one line, with the command that makes a local copy instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+from discriminator.errors import HubUnreachableError, InputError, UsageError
+from discriminator.spec import DEFAULT_CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD
+from discriminator.wrapper import Backbone, unwrap_output
+
+#: model_type → config attribute holding the native frame count, for clip backbones.
+VIDEO_MODEL_TYPES = {"videomae": "num_frames", "timesformer": "num_frames", "vivit": "num_frames"}
+HEAD_SUFFIXES = ("ForImageClassification", "ForVideoClassification")
+
+
+class PooledLinearHead(nn.Module):
+    """A base model plus one linear layer on its pooled embedding (for bases with no HF classification class)."""
+
+    def __init__(self, base: nn.Module, hidden_size: int, num_classes: int):
+        super().__init__()
+        self.base = base
+        self.head = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        _, pooled = unwrap_output(self.base(pixel_values), "embeddings")
+        return self.head(pooled)
+
+
+def hub_reachable(timeout: float = 5.0) -> bool:
+    """One TCP connection to the hub endpoint; False when offline mode is set or it fails."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _looks_like_path(ref: str) -> bool:
+    return ref.startswith((".", "/", "~")) or os.sep in ref.strip("/").split("/", 1)[-1] or ref.count("/") > 1
+
+
+def _pretrained_kwargs(ref: str) -> dict[str, Any]:
+    """Locate `ref`: a local folder, a cached hub id, or a hub id we can download."""
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise InputError(f"{path} has no config.json", "pass a folder written by save_pretrained() or `hf download`")
+        return {"pretrained_model_name_or_path": str(path)}
+    if _looks_like_path(ref):
+        raise InputError(f"{ref} is not a folder", "pass a folder written by save_pretrained(), or a hub id like MCG-NJU/videomae-base")
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(ref, local_files_only=True)
+        return {"pretrained_model_name_or_path": ref, "local_files_only": True}
+    except OSError:
+        pass
+    if not hub_reachable():
+        raise HubUnreachableError(
+            f"cannot reach the Hugging Face Hub to download '{ref}'",
+            f"on a machine with internet run `hf download {ref} --local-dir DIR`, copy DIR here, and pass --model hf:DIR",
+        )
+    return {"pretrained_model_name_or_path": ref}
+
+
+def _normalisation(ref: str | None, kwargs: dict[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...], str]:
+    """mean/std from the checkpoint's preprocessor_config.json; ImageNet values when it has none."""
+    if ref is not None:
+        try:
+            from transformers.utils import cached_file
+
+            found = cached_file(kwargs["pretrained_model_name_or_path"], "preprocessor_config.json",
+                                local_files_only=kwargs.get("local_files_only", False),
+                                _raise_exceptions_for_missing_entries=False)
+            if found:
+                config = json.loads(Path(found).read_text())
+                if "image_mean" in config and "image_std" in config:
+                    return tuple(config["image_mean"]), tuple(config["image_std"]), "preprocessor_config.json"
+        except (OSError, ValueError):
+            pass
+    return IMAGENET_MEAN, IMAGENET_STD, "ImageNet defaults (no preprocessor_config.json)"
+
+
+def load_hf_backbone(ref: str | None, modality: str, task: str = "auto", config: Any = None,
+                     num_classes: int = 3, class_names: tuple[str, ...] = DEFAULT_CLASS_NAMES) -> Backbone:
+    """Load `ref` (hub id or folder), or build from `config` with random weights when `ref` is None."""
+    from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, AutoModelForVideoClassification
+    from transformers.utils import logging as hf_logging
+
+    if not os.environ.get("KIT_DEBUG"):
+        hf_logging.set_verbosity_error()  # the kit reports re-heading itself, in one line
+        hf_logging.disable_progress_bar()
+    if ref is None and config is None:
+        raise UsageError("a Hugging Face source needs an id, a folder, or a config", "use --model hf:<id-or-dir>")
+    kwargs = _pretrained_kwargs(ref) if ref is not None else {}
+    if config is None:
+        config = AutoConfig.from_pretrained(**kwargs)
+    model_type = getattr(config, "model_type", "")
+    is_clip = model_type in VIDEO_MODEL_TYPES
+    if is_clip and modality == "image":
+        raise UsageError(f"'{ref}' is a video model ({model_type})", f"run `kit build video --model hf:{ref}`")
+    has_head = any(str(a).endswith(HEAD_SUFFIXES) for a in (getattr(config, "architectures", None) or []))
+    notes: list[str] = []
+    if task == "auto":
+        task = "classify" if has_head else "embeddings"
+        notes.append(f"task auto → {task} ({'the checkpoint has a classification head' if has_head else 'base model without a head'})")
+    auto_cls = AutoModelForVideoClassification if is_clip else AutoModelForImageClassification
+    head_trained = True
+    if task == "classify":
+        rehead = getattr(config, "num_labels", None) != num_classes or not has_head
+        if rehead:
+            config.num_labels = num_classes
+            config.id2label = dict(enumerate(class_names))
+            config.label2id = {n: i for i, n in enumerate(class_names)}
+            head_trained = False
+            notes.append(f"classification head {'added' if not has_head else 're-headed'} with {num_classes} classes: "
+                         "its weights are random until trained (kit train) or loaded (--weights)")
+        try:
+            if kwargs:
+                module = auto_cls.from_pretrained(**kwargs, config=config, ignore_mismatched_sizes=rehead)
+            else:
+                module = auto_cls.from_config(config)
+        except ValueError:  # no AutoModelFor…Classification for this architecture
+            base = AutoModel.from_pretrained(**kwargs) if kwargs else AutoModel.from_config(config)
+            hidden = getattr(config, "hidden_size", None) or getattr(config, "hidden_sizes", [None])[-1]
+            module = PooledLinearHead(base, hidden, num_classes)
+            head_trained = False
+            notes.append("linear head on the pooled embedding (random until trained)")
+    else:
+        module = AutoModel.from_pretrained(**kwargs) if kwargs else AutoModel.from_config(config)
+    mean, std, norm_from = _normalisation(ref, kwargs)
+    notes.append(f"normalisation from {norm_from}")
+    native = getattr(config, VIDEO_MODEL_TYPES[model_type]) if is_clip else None
+    return Backbone(
+        module=module.eval(),
+        input_kind="clip" if is_clip else "frames",
+        task=task,
+        native_frames=native,
+        mean=tuple(float(v) for v in mean),
+        std=tuple(float(v) for v in std),
+        class_names=tuple(class_names),
+        head_trained=head_trained,
+        description=f"Hugging Face {type(module).__name__} ({model_type})",
+        notes=notes,
+        provenance={"source": f"hf:{ref}" if ref else f"hf-config:{model_type}", "model_type": model_type,
+                    "architecture": type(module).__name__},
+    )

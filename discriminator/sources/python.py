@@ -1,0 +1,81 @@
+"""`py:<module-or-file.py>:<factory>` — a miner's own nn.Module.
+
+The factory is called with no arguments and returns either a `Backbone` (full
+control) or an `nn.Module`. A plain module may carry these optional attributes,
+read by the kit: `input_kind` ("frames" per picture, or "clip" for `[B,T,3,H,W]`),
+`native_frames`, `mean`, `std`, `class_names`. The module receives normalised
+float32 input and returns logits (a tensor, an HF output with `.logits`, a dict
+or a tuple).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+from torch import nn
+
+from discriminator.errors import InputError, UsageError
+from discriminator.sources.weights import load_weights_into
+from discriminator.wrapper import Backbone
+
+
+def import_factory(target: str):
+    module_ref, sep, factory_name = target.rpartition(":")
+    if not sep or not module_ref or not factory_name:
+        raise UsageError(f"'py:{target}' is not of the form py:<module-or-file.py>:<factory>",
+                         "e.g. --model py:my_detector.py:build_model")
+    if module_ref.endswith(".py") or "/" in module_ref:
+        path = Path(module_ref)
+        if not path.is_file():
+            raise InputError(f"{path} does not exist", "check the path in py:<file.py>:<factory>")
+        name = f"kit_user_{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise InputError(f"importing {path} failed: {type(exc).__name__}: {exc}", "fix the error in your module") from exc
+    else:
+        try:
+            module = importlib.import_module(module_ref)
+        except ImportError as exc:
+            raise InputError(f"cannot import module '{module_ref}' ({exc})", "check the name, or pass a file path: py:path/to/file.py:factory") from exc
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise UsageError(f"'{module_ref}' has no callable '{factory_name}'", "name the function that returns your nn.Module")
+    return factory
+
+
+def load_python_backbone(target: str, weights: Path | None = None, task: str = "auto",
+                         input_kind: str | None = None, native_frames: int | None = None, modality: str = "image") -> Backbone:
+    factory = import_factory(target)
+    made = factory()
+    if isinstance(made, Backbone):
+        backbone = made
+    elif isinstance(made, nn.Module):
+        default_kind = "frames" if modality == "image" else "clip"
+        backbone = Backbone(
+            module=made,
+            input_kind=input_kind or getattr(made, "input_kind", default_kind),
+            native_frames=native_frames or getattr(made, "native_frames", None),
+            mean=tuple(getattr(made, "mean", (0.485, 0.456, 0.406))),
+            std=tuple(getattr(made, "std", (0.229, 0.224, 0.225))),
+            class_names=tuple(getattr(made, "class_names", ("real", "synthetic", "semisynthetic"))),
+            head_trained=weights is not None,
+            description=f"user module py:{target}",
+        )
+    else:
+        raise UsageError(f"py:{target} returned a {type(made).__name__}, not an nn.Module", "make the factory return your model")
+    if task == "embeddings":
+        raise UsageError("--task embeddings is for Hugging Face base models", "use hf:<base-model-id>, or export your own embedding module with --task classify")
+    if weights is not None:
+        load_weights_into(backbone.module, weights)
+        backbone.head_trained = True
+    backbone.provenance.update({"source": f"py:{target}", "weights": str(weights) if weights else None})
+    if weights is None:
+        backbone.notes.append("no --weights given: the module's own initialisation is exported as is")
+    return backbone

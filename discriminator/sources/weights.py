@@ -1,0 +1,48 @@
+"""Load a state dict (safetensors or a torch checkpoint) into a module, with errors a miner can act on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from discriminator.errors import InputError
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"weights file {path} does not exist", "check the --weights path")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # safetensors/torch raise many types for corrupt files
+        raise InputError(f"cannot read weights from {path} ({type(exc).__name__}: {str(exc)[:120]})",
+                         "pass a .safetensors file or a torch state dict saved with torch.save(model.state_dict())") from exc
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{path} does not hold a state dict of tensors", "save it with torch.save(model.state_dict(), path)")
+    return state
+
+
+def load_weights_into(module: nn.Module, path: Path) -> None:
+    """Strictly load `path` into `module` (a `module.` prefix from DataParallel is dropped)."""
+    state = read_state_dict(path)
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    result = module.load_state_dict(state, strict=False)
+    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+    if missing or unexpected:
+        detail = []
+        if missing:
+            detail.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            detail.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        raise InputError(f"weights in {path} do not fit the model: {', '.join(detail)}",
+                         "use the weights saved from this same architecture (same --model and options)")

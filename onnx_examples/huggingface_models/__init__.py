@@ -1,0 +1,1 @@
+"""Hugging Face detectors: ResNet-50 for images, VideoMAE for video."""
