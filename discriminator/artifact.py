@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -92,8 +93,8 @@ def read_single_onnx_from_zip(zip_path: Path) -> tuple[str, bytes]:
             data = zf.read(member)
     except zipfile.BadZipFile as exc:
         raise InputError(f"{zip_path} is not a readable zip ({exc})", "re-create it with `kit package`") from exc
-    except (zipfile.LargeZipFile, NotImplementedError, RuntimeError) as exc:
-        raise InputError(f"{zip_path} cannot be read ({exc})", "re-create it with `kit package`") from exc
+    except (zipfile.LargeZipFile, NotImplementedError, RuntimeError, zlib.error, EOFError) as exc:
+        raise InputError(f"{zip_path} cannot be read ({exc or type(exc).__name__})", "re-create it with `kit package`") from exc
     return member.filename, data
 
 
@@ -139,7 +140,11 @@ def load_artifact(path: Path | str) -> Artifact:
                 manifest = candidate
     if not data:
         raise InputError(f"{path} is empty (0 bytes)", "rebuild the model with `kit build`")
-    spec = spec_from_onnx(data)
+    try:
+        spec = spec_from_onnx(data)
+    except InputError as exc:  # name the file the user gave, not "model bytes"
+        label = str(path) if kind != "zip" else f"{path} ({name})"
+        raise InputError(exc.message.replace("model bytes", label, 1), exc.hint) from exc
     if spec is None and manifest is not None:
         spec = DetectorSpec.from_dict(manifest["spec"])
     return Artifact(source=path, kind=kind, onnx_name=name, onnx_bytes=data, spec=spec, manifest=manifest)

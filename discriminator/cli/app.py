@@ -8,6 +8,8 @@ import typer
 
 from discriminator import __version__
 from discriminator.cli import build, models
+from discriminator.cli import check, package
+from discriminator.cli import bench
 from discriminator.cli.common import examples_epilog
 
 EXAMPLES = [
@@ -43,6 +45,9 @@ def root(
 
 models.register(app)
 build.register(app)
+check.register(app)
+package.register(app)
+bench.register(app)
 
 
 def main() -> None:

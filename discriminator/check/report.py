@@ -1,0 +1,46 @@
+"""Show a `CheckReport` to a person: a table of ✓ / ⚠ / ✗ rows and one summary line."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from discriminator.check.runner import CheckReport
+
+#: How each status is drawn.
+STATUS_MARKS = {"pass": "[green]✓[/]", "warn": "[yellow]⚠[/]", "fail": "[bold red]✗[/]", "skip": "[dim]–[/]"}
+
+
+def report_table(report: CheckReport) -> Table:
+    modality = report.modality or "unknown modality"
+    table = Table(title=f"kit check: {escape(report.source)} ({modality}, onnxruntime ≥ {report.ort_min})",
+                  title_justify="left", show_lines=False)
+    table.add_column("", no_wrap=True)
+    table.add_column("rule", style="bold", no_wrap=True)
+    table.add_column("result")
+    show_fix = any(r.status in ("warn", "fail") for r in report.results)
+    if show_fix:
+        table.add_column("fix")
+    for result in report.results:
+        cells = [STATUS_MARKS[result.status], escape(result.id), escape(result.message)]
+        if show_fix:
+            cells.append(escape(result.fix) if result.status in ("warn", "fail") else "")
+        table.add_row(*cells, style="dim" if result.status == "skip" else None)
+    return table
+
+
+def summary_line(report: CheckReport) -> str:
+    counts = report.summary()
+    tally = f"{counts['fail']} failed, {counts['warn']} warning(s), {counts['pass']} passed, {counts['skip']} skipped"
+    if report.failed:
+        ids = ", ".join(r.id for r in report.failures)
+        return f"[bold red]✗ {tally}[/] — fix {escape(ids)} before `kit package` (see docs/troubleshooting.md)"
+    if counts["warn"]:
+        return f"[yellow]⚠ {tally}[/] — ready to package; read the warnings"
+    return f"[green]✓ {tally}[/] — ready to package"
+
+
+def print_report(report: CheckReport, console: Console) -> None:
+    console.print(report_table(report))
+    console.print(summary_line(report))
