@@ -1,0 +1,106 @@
+"""`kit bench`: score a model on local datasets exactly as the SN34 validator would (a thin layer over `validator_sim`)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from discriminator.cli.common import console, err_console, examples_epilog, kit_command
+from discriminator.errors import UsageError
+
+EXAMPLES = [
+    ("kit bench submissions/example-video --data demo_data/test", "bench a build folder on data laid out as <media_type>/<dataset>/…"),
+    ("kit bench video_detector.zip --datasets my_sets.yaml --mode full", "every sample of the datasets a YAML file lists"),
+    ("kit bench model.onnx --data data/ --profile current --frame-rate 8", "the safetensors-era rules, sampling clips at 8 fps"),
+    ("kit bench model.onnx --data data/ --max-per-dataset 500 --seed 7 --out results/run7 --force", "a fixed, reproducible sample"),
+]
+
+
+def _metric(value: Optional[float]) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "[bold red]NaN[/]"
+    return f"{value:.4f}"
+
+
+def _print_summary(results: dict[str, Any], out_dir: Optional[Path]) -> None:
+    res, kit = results["results"], results["kit"]
+    table = Table(title=f"kit bench · {kit['model_name']} · profile {kit['profile']} · mode {results['metadata']['mode']}")
+    for column, justify in (("dataset", "left"), ("type", "left"), ("n", "right"), ("accuracy", "right"),
+                            ("sn34", "right"), ("brier", "right"), ("skipped", "right")):
+        table.add_column(column, justify=justify)
+    for name, row in results["per_dataset"].items():
+        extra = kit["per_dataset"][name]
+        table.add_row(name, extra["media_type"], str(row["total"]), _metric(row["accuracy"]), _metric(extra["sn34_score"]),
+                      _metric(extra["binary_brier"]), str(extra["skipped"]))
+    table.add_section()
+    table.add_row("[bold]all[/]", "", str(res["total_samples"]), _metric(res["accuracy"]), f"[bold]{_metric(res['sn34_score'])}[/]",
+                  _metric(res["binary_brier"]), str(sum(v["count"] for v in kit["skipped"].values())))
+    console.print(table)
+    console.print(f"MCC {_metric(res['binary_mcc'])} · CE {_metric(res['binary_cross_entropy'])} · "
+                  f"{res['avg_inference_time_ms']:.2f} ms/sample (p95 {res['p95_inference_time_ms']:.2f}) · "
+                  f"{kit['throughput_samples_per_s']:.1f} samples/s · {kit['threads']} ORT thread(s), "
+                  f"{kit['decode_workers']} decode worker(s)")
+    if kit["nan_samples"]:
+        err_console.print(f"[bold red]NaN: {kit['nan_samples']} sample(s) gave NaN/inf logits — the validator scores "
+                          "them as real with NaN Brier, which floors sn34[/]")
+    for note in kit["validator_treatment"]:
+        err_console.print(f"[yellow]validator:[/] {note}")
+    for message in results["errors"]:
+        err_console.print(f"[red]error:[/] {message}", markup=True)
+    for message in kit["warnings"]:
+        err_console.print(f"[yellow]warning:[/] {message}")
+    if out_dir is not None:
+        console.print(f"reports in {out_dir}/ (results.json, summary.txt, records, plots)")
+
+
+@kit_command
+def bench_command(
+    model: Path = typer.Argument(..., help="An .onnx file, a `kit build` folder, or a submission zip."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Folder laid out as <real|synthetic|semisynthetic>/<dataset-name>/…"),
+    datasets_file: Optional[Path] = typer.Option(None, "--datasets", help="YAML listing datasets (name, modality, media_type, path, source_format)."),
+    profile: str = typer.Option("onnx-2026-02", "--profile", "-p", help="Validator rules: onnx-2026-02 or current."),
+    mode: str = typer.Option("small", "--mode", help="debug (first dataset, ~100/50), small (100 per dataset), full (all)."),
+    max_per_dataset: Optional[int] = typer.Option(None, "--max-per-dataset", help="Cap samples per dataset (overrides the mode's cap)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sample choice; the same seed picks the same samples anywhere."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the profile's batch size (image 32, video 4)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime intra-op threads (default: all cores)."),
+    decode_workers: Optional[int] = typer.Option(None, "--decode-workers", help="Threads decoding ahead of inference (default: half the cores)."),
+    frame_rate: Optional[float] = typer.Option(None, "--frame-rate", help="current profile only: sample clips at this many frames per second."),
+    media_column: Optional[str] = typer.Option(None, "--media-column", help="Parquet column holding the media (default: detected)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default: results/<model>-<timestamp>/)."),
+    force: bool = typer.Option(False, "--force", help="Write into a non-empty --out folder."),
+) -> None:
+    """Run a detector over local datasets through the validator's own pipeline and report sn34 and its parts."""
+    from validator_sim.datasets import discover_datasets, load_datasets_yaml
+    from validator_sim.run import raise_if_unusable, run_bench
+
+    if (data is None) == (datasets_file is None):
+        raise UsageError("give exactly one of --data DIR or --datasets FILE.yaml", "see `kit bench --help` for examples")
+    datasets = discover_datasets(data, media_column) if data is not None else load_datasets_yaml(datasets_file, media_column)
+    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task("scoring", total=None, rate="")
+
+        def on_progress(done: int, total: int) -> None:
+            speed = progress.tasks[0].speed
+            progress.update(task, completed=done, total=total, rate=f"{speed:.1f} samples/s" if speed else "")
+
+        result = run_bench(model, datasets, profile, mode=mode, max_per_dataset=max_per_dataset, seed=seed,
+                           batch_size=batch_size, threads=threads, decode_workers=decode_workers, frame_rate=frame_rate,
+                           out_dir=out, force=force, on_progress=on_progress)
+    _print_summary(result.results, result.out_dir)
+    if not result.completed:
+        err_console.print("[bold yellow]interrupted:[/] the reports cover the samples scored so far (completed: false)")
+        raise typer.Exit(130)
+    raise_if_unusable(result)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench", epilog=examples_epilog(EXAMPLES))(bench_command)

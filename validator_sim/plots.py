@@ -1,0 +1,103 @@
+"""PNG plots of a run, cheap to draw: reliability diagram, confusion matrix, per-dataset accuracy, latency.
+
+Calibration drives the Brier half of sn34, so the reliability diagram comes first:
+a miner sees at a glance whether the model's p(AI) means what it says.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Equal-width p(AI) bins in the reliability diagram.
+RELIABILITY_BINS = 10
+FIGSIZE = (5.0, 4.0)
+DPI = 90
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def reliability_bins(labels: np.ndarray, p_ai: np.ndarray, bins: int = RELIABILITY_BINS) -> list[dict[str, float]]:
+    """Per equal-width p(AI) bin: mean predicted p(AI), observed AI fraction and count (empty bins left out)."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(p_ai, edges[1:-1], right=False), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            out.append({"low": float(edges[b]), "high": float(edges[b + 1]), "mean_p": float(p_ai[mask].mean()),
+                        "observed": float(labels[mask].mean()), "count": int(mask.sum())})
+    return out
+
+
+def write_plots(out_dir: Path, results: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Path]:
+    """Draw the four plots into `out_dir`; returns their paths keyed by plot name."""
+    plt = _pyplot()
+    scored = [r for r in records if r["status"] == "ok" and not math.isnan(r["p_ai"])]
+    labels = np.array([r["label"] for r in scored], dtype=np.float64)
+    p_ai = np.array([r["p_ai"] for r in scored], dtype=np.float64)
+    paths = {}
+
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    bins = reliability_bins(labels, p_ai)
+    if bins:
+        ax.plot([b["mean_p"] for b in bins], [b["observed"] for b in bins], marker="o", label="model")
+        for b in bins:
+            ax.annotate(str(b["count"]), (b["mean_p"], b["observed"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted p(AI)", ylabel="observed fraction AI",
+           title=f"Reliability (Brier {_fmt(results['results']['binary_brier'])})")
+    ax.legend(loc="upper left", fontsize=8)
+    paths["reliability_plot"] = _save(fig, out_dir / "reliability.png", plt)
+
+    confusion = results["kit"]["confusion"]
+    matrix = np.array([[confusion["tn"], confusion["fp"]], [confusion["fn"], confusion["tp"]]])
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center", color="black", fontsize=12)
+    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["real", "AI"], yticklabels=["real", "AI"],
+           xlabel="predicted", ylabel="actual", title=f"Confusion (MCC {_fmt(results['results']['binary_mcc'])})")
+    paths["confusion_plot"] = _save(fig, out_dir / "confusion.png", plt)
+
+    per_dataset = results["per_dataset"]
+    names = list(per_dataset)
+    fig, ax = plt.subplots(figsize=(FIGSIZE[0], max(2.0, 0.35 * len(names) + 1.2)))
+    accuracies = [per_dataset[n]["accuracy"] for n in names]
+    colours = ["tab:green" if results["dataset_media_types"][n] == "real" else "tab:red" for n in names]
+    ax.barh(names, accuracies, color=colours)
+    ax.axvline(0.8, color="grey", linestyle="--", linewidth=1)
+    ax.set(xlim=(0, 1), xlabel="accuracy (green: real, red: AI; line: entrance bar 0.8)", title="Accuracy per dataset")
+    ax.invert_yaxis()
+    paths["accuracy_plot"] = _save(fig, out_dir / "accuracy_per_dataset.png", plt)
+
+    latencies = [r["inference_ms"] for r in records if r["status"] == "ok"]
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    if latencies:
+        ax.hist(latencies, bins=min(30, max(5, len(set(latencies)))), color="tab:blue")
+        ax.axvline(results["results"]["p95_inference_time_ms"], color="tab:red", linestyle="--", label="p95")
+        ax.legend(fontsize=8)
+    ax.set(xlabel="inference ms per sample (batch time / batch size)", ylabel="samples", title="Latency")
+    paths["latency_plot"] = _save(fig, out_dir / "latency.png", plt)
+    return paths
+
+
+def _save(fig: Any, path: Path, plt: Any) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def _fmt(value: float | None) -> str:
+    return "NaN" if value is None or math.isnan(value) else f"{value:.3f}"

@@ -1,0 +1,92 @@
+"""The validator's rule sets as data: one `Profile` record per evaluator era.
+
+The pipeline reads every era-specific choice from a profile (batch sizes, frame
+selection, resize algorithm, the decision rule per output width, how a failing
+batch is treated), so adding an era means adding a record to `PROFILES`, not
+editing the pipeline. Contract §1–§6 describe `onnx-2026-02`; §7 describes `current`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Literal
+
+from discriminator.errors import UsageError
+
+#: How an image or frame reaches the model's H×W (contract §2 and §7).
+ResizeMethod = Literal["shortest_edge_center_crop", "center_crop_resize"]
+#: How one row of logits becomes (predicted AI?, p(AI)) — see `validator_sim.metrics.decide`.
+DecisionRule = Literal["always_ai", "sigmoid", "argmax_is_1", "argmax_not_0", "p0_above_half"]
+#: What the validator did when `session.run` raised for a batch.
+FailurePolicy = Literal["abort_dataset", "error_rows"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything about one evaluator era that changes the number a miner gets."""
+
+    name: str
+    description: str
+    batch_size: dict[str, int] = field(default_factory=lambda: {"image": 32, "video": 4})
+    #: Used when the graph's H or W is symbolic (both default together).
+    default_size: int = 224
+    #: Frames sent when the graph's frame axis is symbolic.
+    default_frames: int = 16
+    #: T is clamped to this.
+    max_frames: int = 64
+    resize: ResizeMethod = "shortest_edge_center_crop"
+    #: Whether `--frame-rate` may step through a clip (every round(fps / rate) frames from frame 0).
+    frame_rate_stepping: bool = False
+    #: Frame rate assumed when a clip does not declare one.
+    fallback_fps: float = 30.0
+    #: JPEG sources were re-saved by the dataset cache at this PIL quality before decoding.
+    jpeg_resave_quality: int | None = 75
+    #: Decision rule by number of logits; key 4 stands for "4 or more".
+    decision_rules: dict[int, DecisionRule] = field(default_factory=dict)
+    #: By modality: what a failing `session.run` did to the rest of the dataset.
+    on_batch_failure: dict[str, FailurePolicy] = field(default_factory=dict)
+    #: Logit widths this era scores meaningfully; others are flagged as broken.
+    sound_logit_widths: tuple[int, ...] = (2, 3)
+
+    def rule_for(self, num_logits: int) -> DecisionRule:
+        """The decision rule for a row of `num_logits` logits."""
+        if num_logits < 1:
+            raise UsageError("the model returned an empty output row", "the first output must be [batch, classes] logits")
+        return self.decision_rules[min(num_logits, 4)]
+
+    def batch_size_for(self, modality: str) -> int:
+        return self.batch_size[modality]
+
+
+PROFILES: dict[str, Profile] = {
+    profile.name: profile
+    for profile in (
+        Profile(
+            name="onnx-2026-02",
+            description="the last ONNX-era evaluator (Feb 2026): contract §1–§6",
+            decision_rules={1: "always_ai", 2: "argmax_is_1", 3: "argmax_not_0", 4: "p0_above_half"},
+            on_batch_failure={"image": "abort_dataset", "video": "error_rows"},
+        ),
+        Profile(
+            name="current",
+            description="the safetensors-era evaluator (Feb–Jul 2026): crop-then-resize, sigmoid for one logit, contract §7",
+            resize="center_crop_resize",
+            frame_rate_stepping=True,
+            decision_rules={1: "sigmoid", 2: "argmax_is_1", 3: "argmax_not_0", 4: "argmax_not_0"},
+            on_batch_failure={"image": "error_rows", "video": "error_rows"},
+            sound_logit_widths=(1, 2, 3),
+        ),
+    )
+}
+
+DEFAULT_PROFILE = "onnx-2026-02"
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called `name`, or a UsageError that suggests the closest one."""
+    if name in PROFILES:
+        return PROFILES[name]
+    close = difflib.get_close_matches(name, PROFILES, n=1)
+    suggestion = f"did you mean {close[0]!r}? " if close else ""
+    raise UsageError(f"unknown profile {name!r}", f"{suggestion}choose one of: {', '.join(PROFILES)}")

@@ -1,0 +1,254 @@
+"""The run's reports: `results.json` in the validator's shape (contract §6) plus the kit's additions,
+one row per sample (parquet, or JSONL without pyarrow), `summary.txt` and the PNG plots.
+
+JSON is strict: NaN and ±inf become null (the real validator writes a bare `NaN`,
+which strict readers reject). The validator's fields keep their names and meaning,
+so a miner's existing tools read the file; everything the kit adds sits under `kit`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from discriminator import __version__
+from validator_sim.datasets import MEDIA_TYPES
+from validator_sim.metrics import compute_metrics, timing_summary
+
+if TYPE_CHECKING:
+    from validator_sim.run import RunState
+
+RESULTS_NAME = "results.json"
+SUMMARY_NAME = "summary.txt"
+RECORDS_PARQUET = "records.parquet"
+RECORDS_JSONL = "records.jsonl"
+#: Order and types of the per-sample columns.
+RECORD_COLUMNS = ("dataset", "media_type", "sample", "status", "label", "predicted", "probs", "p_ai", "correct",
+                  "inference_ms", "batch_inference_ms", "error", "nan")
+
+
+def strict(value: Any) -> Any:
+    """A copy of `value` that `json.dumps(allow_nan=False)` accepts: NaN/±inf → None, numpy scalars → Python."""
+    if isinstance(value, dict):
+        return {str(k): strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def to_strict_json(value: Any) -> str:
+    return json.dumps(strict(value), indent=2, allow_nan=False)
+
+
+def _scored(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if r["status"] == "ok"]
+
+
+def _metrics_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return compute_metrics([r["label"] for r in rows], [r["predicted"] for r in rows], [r["p_ai"] for r in rows])
+
+
+def build_results(state: "RunState") -> dict[str, Any]:
+    """The results document for a run, complete or interrupted."""
+    scored = _scored(state.records)
+    overall = _metrics_of(scored)
+    timing = timing_summary([r["inference_ms"] for r in scored])
+    plans = state.plans
+    per_dataset: dict[str, Any] = {}
+    kit_per_dataset: dict[str, Any] = {}
+    for plan in plans:
+        name = plan.dataset.name
+        rows = [r for r in scored if r["dataset"] == name]
+        metrics = _metrics_of(rows)
+        ai_predictions = sum(r["predicted"] for r in rows)
+        per_dataset[name] = {
+            "correct": metrics["correct_predictions"],
+            "total": metrics["total_samples"],
+            "accuracy": metrics["accuracy"],
+            "predictions": {"real": len(rows) - ai_predictions, "synthetic": ai_predictions},
+        }
+        skipped = state.skipped.get(name, [])
+        kit_per_dataset[name] = {
+            "media_type": plan.dataset.media_type,
+            "source": str(plan.dataset.path),
+            "source_format": plan.dataset.source_format,
+            "available": len(plan.listing.keys) if plan.listing else 0,
+            "chosen": len(plan.indices),
+            "scored": len(rows),
+            "errors": sum(1 for r in state.records if r["dataset"] == name and r["status"] == "error"),
+            "skipped": len(skipped),
+            "nan_samples": sum(1 for r in rows if r["nan"]),
+            "sn34_score": metrics["sn34_score"],
+            "binary_mcc": metrics["binary_mcc"],
+            "binary_brier": metrics["binary_brier"],
+            "binary_cross_entropy": metrics["binary_cross_entropy"],
+            "mean_p_ai": float(np.mean([r["p_ai"] for r in rows])) if rows else None,
+            "unreadable": plan.error,
+        }
+    by_media: dict[str, Any] = {}
+    for media_type in MEDIA_TYPES:
+        rows = [r for r in scored if r["media_type"] == media_type]
+        if rows:
+            correct = sum(1 for r in rows if r["correct"])
+            by_media[media_type] = {"samples": len(rows), "correct": correct, "accuracy": correct / len(rows)}
+    nan_count = sum(1 for r in scored if r["nan"])
+    errors = list(state.errors)
+    if nan_count:
+        errors.append(f"{nan_count} sample(s) produced NaN/inf logits: predicted real, Brier and CE are NaN, "
+                      "and sn34 collapses to its floor")
+    model_io = state.model_io
+    handled = len(state.records) + sum(len(v) for v in state.skipped.values())
+    finished = state.finished_at or state.started_at
+    return {
+        "metadata": {
+            "run_id": uuid.uuid4().hex[:12],
+            "started_at": state.started_at.isoformat(),
+            "finished_at": finished.isoformat(),
+            "model_path": str(state.model_source),
+            "modality": model_io.modality,
+            "mode": state.mode.name,
+            "completed": state.completed,
+            "duration_seconds": (finished - state.started_at).total_seconds(),
+        },
+        "overall_score": overall["accuracy"],
+        "validation": {
+            "input_shape": str(model_io.input_shape),
+            "input_type": model_io.input_type,
+            "output_shape": str(model_io.output_shape),
+        },
+        "errors": errors,
+        "results": {
+            "total_samples": overall["total_samples"],
+            "correct_predictions": overall["correct_predictions"],
+            "accuracy": overall["accuracy"],
+            **timing,
+            "binary_mcc": overall["binary_mcc"],
+            "binary_cross_entropy": overall["binary_cross_entropy"],
+            "binary_brier": overall["binary_brier"],
+            "sn34_score": overall["sn34_score"],
+        },
+        "per_dataset": per_dataset,
+        "accuracy_by_media_type": by_media,
+        "dataset_media_types": {p.dataset.name: p.dataset.media_type for p in plans},
+        "kit": {
+            "kit_version": __version__,
+            "profile": state.profile.name,
+            "profile_description": state.profile.description,
+            "model_name": state.model_name,
+            "session": state.session_settings,
+            "threads": state.session_settings["intra_op_num_threads"],
+            "decode_workers": state.decode_workers,
+            "batch_size": state.batch_size,
+            "seed": state.seed,
+            "max_per_dataset": state.max_per_dataset,
+            "frame_rate": state.frame_rate,
+            "target": {"height": model_io.height, "width": model_io.width, "frames": model_io.frames},
+            "class_order": list(state.spec.class_names) if state.spec else ["real", "synthetic", "semisynthetic"],
+            "spec": state.spec.to_dict() if state.spec else None,
+            "confusion": {k: overall[k] for k in ("tp", "tn", "fp", "fn")},
+            "error_samples": sum(1 for r in state.records if r["status"] == "error"),
+            "nan_samples": nan_count,
+            "skipped": {
+                name: {"count": len(items), "reasons": dict(Counter(reason for _, reason in items)),
+                       "samples": [{"sample": key, "reason": reason} for key, reason in items]}
+                for name, items in state.skipped.items()
+            },
+            "ignored_files": {p.dataset.name: p.listing.ignored for p in plans if p.listing and p.listing.ignored},
+            "per_dataset": kit_per_dataset,
+            "validator_treatment": state.validator_treatment,
+            "warnings": state.warnings,
+            "wall_seconds": state.wall_s,
+            "inference_seconds": state.inference_s,
+            "samples_handled": handled,
+            "throughput_samples_per_s": handled / state.wall_s if state.wall_s > 0 else 0.0,
+        },
+    }
+
+
+def summary_text(results: dict[str, Any]) -> str:
+    """A plain-text account of a run, for `summary.txt` (the terminal shows a table instead)."""
+    meta, res, kit = results["metadata"], results["results"], results["kit"]
+    lines = [
+        f"kit bench — {kit['model_name']} ({meta['modality']}), profile {kit['profile']}, mode {meta['mode']}, seed {kit['seed']}",
+        f"model: {meta['model_path']}",
+        f"input {results['validation']['input_shape']} {results['validation']['input_type']} → target "
+        f"{kit['target']['height']}×{kit['target']['width']}" + (f", T={kit['target']['frames']}" if kit["target"]["frames"] else ""),
+        f"completed: {'yes' if meta['completed'] else 'NO (interrupted: partial results)'}",
+        "",
+        f"sn34 {_fmt(res['sn34_score'])}   MCC {_fmt(res['binary_mcc'])}   Brier {_fmt(res['binary_brier'])}   "
+        f"CE {_fmt(res['binary_cross_entropy'])}   accuracy {_fmt(res['accuracy'])}",
+        f"scored {res['total_samples']} samples, {kit['error_samples']} error rows, "
+        f"{sum(v['count'] for v in kit['skipped'].values())} skipped",
+        f"inference {res['avg_inference_time_ms']:.2f} ms/sample mean, {res['p95_inference_time_ms']:.2f} ms p95; "
+        f"wall {kit['wall_seconds']:.1f} s ({kit['throughput_samples_per_s']:.1f} samples/s); "
+        f"onnxruntime {kit['session']['onnxruntime']} on {', '.join(kit['session']['providers'])}, "
+        f"{kit['threads']} thread(s), {kit['decode_workers']} decode worker(s), batch {kit['batch_size']}",
+        "",
+        f"{'dataset':<28} {'type':<14} {'n':>6} {'acc':>7} {'sn34':>8} {'brier':>8} {'skipped':>8}",
+    ]
+    for name, row in results["per_dataset"].items():
+        extra = kit["per_dataset"][name]
+        lines.append(f"{name:<28} {extra['media_type']:<14} {row['total']:>6} {_fmt(row['accuracy']):>7} "
+                     f"{_fmt(extra['sn34_score']):>8} {_fmt(extra['binary_brier']):>8} {extra['skipped']:>8}")
+    for title, items in (("errors", results["errors"]), ("what the real validator would have done", kit["validator_treatment"]),
+                         ("warnings", kit["warnings"])):
+        if items:
+            lines += ["", f"{title}:"] + [f"  - {item}" for item in items]
+    if kit["skipped"]:
+        lines += ["", "skipped samples (the real validator drops these silently):"]
+        for name, info in kit["skipped"].items():
+            reasons = ", ".join(f"{reason} ×{count}" for reason, count in info["reasons"].items())
+            lines.append(f"  - {name}: {info['count']} ({reasons})")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "NaN"
+    return f"{value:.4f}"
+
+
+def write_records(out_dir: Path, records: list[dict[str, Any]]) -> Path:
+    """One row per sample: parquet when pyarrow is installed, else JSON lines."""
+    rows = [{column: record.get(column) for column in RECORD_COLUMNS} for record in records]
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        path = out_dir / RECORDS_JSONL
+        path.write_text("".join(json.dumps(strict(row), allow_nan=False) + "\n" for row in rows))
+        return path
+    schema = pa.schema([
+        ("dataset", pa.string()), ("media_type", pa.string()), ("sample", pa.string()), ("status", pa.string()),
+        ("label", pa.int8()), ("predicted", pa.int8()), ("probs", pa.list_(pa.float32())), ("p_ai", pa.float32()),
+        ("correct", pa.bool_()), ("inference_ms", pa.float64()), ("batch_inference_ms", pa.float64()),
+        ("error", pa.string()), ("nan", pa.bool_()),
+    ])
+    path = out_dir / RECORDS_PARQUET
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    return path
+
+
+def write_reports(out_dir: Path, results: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Path]:
+    """Write every report into `out_dir`; returns what was written, by kind."""
+    from validator_sim.plots import write_plots
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"results": out_dir / RESULTS_NAME, "summary": out_dir / SUMMARY_NAME}
+    paths["results"].write_text(to_strict_json(results) + "\n")
+    paths["summary"].write_text(summary_text(results))
+    paths["records"] = write_records(out_dir, records)
+    paths.update(write_plots(out_dir, results, records))
+    return paths

@@ -1,0 +1,393 @@
+"""The run loop: plan → decode → preprocess → batch → infer → score, with decoding overlapping inference.
+
+`run_bench` is the library entry point `kit bench` is a thin layer over. A producer
+thread streams payloads in listing order and hands each sample to a pool of decode
+workers; finished batches wait in a bounded queue while the main thread runs the
+previous one through onnxruntime, so memory stays bounded by a few batches however
+large the datasets are. Samples that cannot be decoded are counted with their reason;
+a failing `session.run` becomes error rows and the run goes on; Ctrl-C stops the run
+and the reports of what was scored so far are still written, marked incomplete.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from discriminator.artifact import load_artifact
+from discriminator.errors import InputError, KitError, OutputExistsError, UsageError
+from discriminator.spec import DetectorSpec
+from validator_sim.datasets import Dataset, Listing, choose_samples, iter_payloads, list_samples
+from validator_sim.decode import DecodeError, decode_image, decode_video
+from validator_sim.metrics import decide_with_probs
+from validator_sim.preprocess import clip_to_tchw, image_to_chw
+from validator_sim.profiles import DEFAULT_PROFILE, Profile, get_profile
+from validator_sim.session import ModelIO, create_session, default_threads, read_model_io, run_batch
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How many samples a run takes (contract §5)."""
+
+    name: str
+    description: str
+    first_dataset_only: bool
+    #: Samples per dataset by modality; None = all of them.
+    cap: dict[str, int | None]
+
+
+MODES: dict[str, Mode] = {
+    mode.name: mode
+    for mode in (
+        Mode("debug", "first dataset only, 100 images / 50 videos", True, {"image": 100, "video": 50}),
+        Mode("small", "every dataset, 100 samples each (mirrors the entrance exam)", False, {"image": 100, "video": 100}),
+        Mode("full", "every sample of every dataset (cap with --max-per-dataset)", False, {"image": None, "video": None}),
+    )
+}
+#: Batches decoded ahead of the one being inferred.
+PREFETCH_BATCHES = 2
+
+
+@dataclass
+class DatasetPlan:
+    """One dataset's listing and the samples chosen from it."""
+
+    dataset: Dataset
+    listing: Listing | None
+    indices: list[int]
+    #: Why the dataset could not be read at all, if it could not.
+    error: str | None = None
+
+
+@dataclass
+class RunState:
+    """Everything a run has gathered, complete or not; the reports are built from it."""
+
+    profile: Profile
+    mode: Mode
+    model_source: Path
+    model_name: str
+    model_io: ModelIO
+    spec: DetectorSpec | None
+    session_settings: dict[str, Any]
+    batch_size: int
+    decode_workers: int
+    seed: int
+    max_per_dataset: int | None
+    frame_rate: float | None
+    plans: list[DatasetPlan]
+    started_at: datetime
+    warnings: list[str] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    #: dataset name → list of (sample key, reason)
+    skipped: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    #: What the real validator would have done differently, in words.
+    validator_treatment: list[str] = field(default_factory=list)
+    completed: bool = True
+    finished_at: datetime | None = None
+    wall_s: float = 0.0
+    inference_s: float = 0.0
+
+
+@dataclass
+class BenchResult:
+    """A finished (or interrupted) run: the results document, the per-sample rows, and the files written."""
+
+    results: dict[str, Any]
+    records: list[dict[str, Any]]
+    out_dir: Path | None
+    paths: dict[str, Path]
+
+    @property
+    def completed(self) -> bool:
+        return bool(self.results["metadata"]["completed"])
+
+
+def get_mode(name: str) -> Mode:
+    if name not in MODES:
+        raise UsageError(f"unknown mode {name!r}", f"choose one of: {', '.join(MODES)}")
+    return MODES[name]
+
+
+def default_out_dir(model_name: str, when: datetime) -> Path:
+    return Path("results") / f"{model_name}-{when.strftime('%Y%m%d-%H%M%S')}"
+
+
+def prepare_out_dir(out_dir: Path, force: bool) -> Path:
+    """Create `out_dir`; refuse one that already holds files unless `force`."""
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise UsageError(f"--out {out_dir} is a file", "choose a folder for the reports")
+        if any(out_dir.iterdir()) and not force:
+            raise OutputExistsError(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def spec_mismatches(spec: DetectorSpec | None, model_io: ModelIO) -> list[str]:
+    """Where the kit manifest disagrees with what the validator reads from the graph."""
+    if spec is None:
+        return []
+    found = []
+    if spec.modality != model_io.modality:
+        found.append(f"the manifest says {spec.modality} but the graph's input is shaped for {model_io.modality}")
+    if (spec.height, spec.width) != (model_io.height, model_io.width):
+        found.append(f"the manifest says {spec.height}×{spec.width} but the validator will send "
+                     f"{model_io.height}×{model_io.width} (read from the graph)")
+    if model_io.modality == "video" and spec.frames is not None and spec.frames != model_io.frames:
+        found.append(f"the manifest says T={spec.frames} but the validator will send T={model_io.frames}")
+    return found
+
+
+def _prepare_sample(payload: bytes | Path, model_io: ModelIO, profile: Profile, frame_rate: float | None,
+                    decode_threads: int) -> np.ndarray | DecodeError:
+    """One payload → the model's uint8 layout, or the DecodeError that drops it."""
+    try:
+        if model_io.modality == "image":
+            return image_to_chw(decode_image(payload, profile.jpeg_resave_quality),
+                                model_io.height, model_io.width, profile.resize)
+        assert model_io.frames is not None
+        frames = decode_video(payload, model_io.frames, frame_rate, profile.fallback_fps, decode_threads)
+        return clip_to_tchw(frames, model_io.frames, model_io.height, model_io.width, profile.resize)
+    except DecodeError as exc:
+        return exc
+    except cv2.error as exc:
+        return DecodeError("cannot be resized", str(exc).strip().splitlines()[-1])
+
+
+_END = object()
+
+
+def _produce(plans: list[DatasetPlan], batch_size: int, pool: ThreadPoolExecutor, out: queue.Queue,
+             stop: threading.Event, prepare: Callable[[bytes | Path], Any]) -> None:
+    """Stream every chosen payload into decode jobs, one batch per queue item; ends with `_END`."""
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        for plan in plans:
+            if plan.listing is None or not plan.indices:
+                continue
+            pending: list[tuple[str, Future]] = []
+            try:
+                for key, payload in iter_payloads(plan.listing, plan.indices):
+                    pending.append((key, pool.submit(prepare, payload)))
+                    if len(pending) == batch_size:
+                        if not put((plan, pending)):
+                            return
+                        pending = []
+            except (KitError, OSError) as exc:
+                put(("dataset-error", plan, str(exc)))
+            if pending and not put((plan, pending)):
+                return
+    except BaseException as exc:  # handed to the main thread, which re-raises it
+        put(("crash", exc))
+    finally:
+        put(_END)
+
+
+def run_bench(
+    model_path: Path | str,
+    datasets: list[Dataset],
+    profile: Profile | str = DEFAULT_PROFILE,
+    *,
+    mode: str = "small",
+    max_per_dataset: int | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    threads: int | None = None,
+    decode_workers: int | None = None,
+    frame_rate: float | None = None,
+    out_dir: Path | str | None = None,
+    force: bool = False,
+    write: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> BenchResult:
+    """Score the model at `model_path` on `datasets` exactly as the validator would, and write the reports.
+
+    `on_progress(done, total)` is called after each batch (samples handled so far).
+    With `write=False` nothing is written and `out_dir` is ignored.
+    """
+    from validator_sim.reports import build_results, write_reports
+
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    run_mode = get_mode(mode)
+    if frame_rate is not None and not profile.frame_rate_stepping:
+        raise UsageError(f"profile {profile.name} always takes consecutive frames", "drop --frame-rate, or use --profile current")
+    for name, value in (("--max-per-dataset", max_per_dataset), ("--batch-size", batch_size), ("--threads", threads),
+                        ("--decode-workers", decode_workers)):
+        if value is not None and value < 1:
+            raise UsageError(f"{name} must be at least 1, got {value}", f"pass a positive {name}")
+    if not datasets:
+        raise UsageError("no datasets to bench on", "pass --data DIR or --datasets FILE.yaml")
+
+    started = datetime.now(timezone.utc)
+    artifact = load_artifact(model_path)
+    model_name = artifact.spec.name if artifact.spec else Path(artifact.onnx_name).stem
+    threads = threads or default_threads()
+    decode_workers = decode_workers or max(1, default_threads() // 2)
+    target_dir = None
+    if write:
+        target_dir = prepare_out_dir(Path(out_dir) if out_dir else default_out_dir(model_name, started), force)
+
+    session, session_settings = create_session(artifact.onnx_bytes, threads)
+    model_io = read_model_io(session, profile)
+    warnings = list(model_io.warnings) + spec_mismatches(artifact.spec, model_io)
+    usable = [d for d in datasets if d.modality == model_io.modality]
+    other = [d.name for d in datasets if d.modality != model_io.modality]
+    if not usable:
+        raise UsageError(f"the model takes {model_io.modality} but every dataset is "
+                         f"{'/'.join(sorted({d.modality for d in datasets}))}",
+                         f"point --data at {model_io.modality} datasets")
+    if other:
+        warnings.append(f"skipped {len(other)} dataset(s) of another modality: {', '.join(other)}")
+    if run_mode.first_dataset_only:
+        usable = usable[:1]
+    cap = max_per_dataset if max_per_dataset is not None else run_mode.cap[model_io.modality]
+
+    plans = []
+    for dataset in usable:
+        try:
+            listing = list_samples(dataset)
+        except KitError as exc:
+            plans.append(DatasetPlan(dataset, None, [], error=exc.one_line()))
+            continue
+        plans.append(DatasetPlan(dataset, listing, choose_samples(listing, cap, seed)))
+
+    state = RunState(
+        profile=profile, mode=run_mode, model_source=Path(model_path), model_name=model_name, model_io=model_io,
+        spec=artifact.spec, session_settings=session_settings,
+        batch_size=batch_size or profile.batch_size_for(model_io.modality), decode_workers=decode_workers,
+        seed=seed, max_per_dataset=max_per_dataset, frame_rate=frame_rate, plans=plans, started_at=started,
+        warnings=warnings,
+    )
+    for plan in plans:
+        if plan.error:
+            state.errors.append(f"{plan.dataset.name}: {plan.error}")
+        elif not plan.indices:
+            state.warnings.append(f"dataset {plan.dataset.name} has no {model_io.modality} samples")
+    _score(state, session, on_progress)
+    results = build_results(state)
+    paths = write_reports(target_dir, results, state.records) if target_dir else {}
+    return BenchResult(results=results, records=state.records, out_dir=target_dir, paths=paths)
+
+
+def _score(state: RunState, session: Any, on_progress: Callable[[int, int], None] | None) -> None:
+    """Run the overlapped pipeline over every plan, filling `state`; Ctrl-C marks it incomplete."""
+    model_io, profile = state.model_io, state.profile
+
+    def prepare(payload: bytes | Path) -> np.ndarray | DecodeError:
+        # One FFmpeg thread per clip: the parallelism comes from the decode workers.
+        return _prepare_sample(payload, model_io, profile, state.frame_rate, decode_threads=1)
+
+    total = sum(len(p.indices) for p in state.plans)
+    done = 0
+    failed_batches: dict[str, int] = {}
+    stop = threading.Event()
+    batches: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
+    pool = ThreadPoolExecutor(max_workers=state.decode_workers, thread_name_prefix="sim-decode")
+    producer = threading.Thread(target=_produce, name="sim-producer", daemon=True,
+                                args=(state.plans, state.batch_size, pool, batches, stop, prepare))
+    wall_start = time.perf_counter()
+    producer.start()
+    try:
+        while True:
+            item = batches.get()
+            if item is _END:
+                break
+            if item[0] == "crash":
+                raise item[1]
+            if item[0] == "dataset-error":
+                _, plan, message = item
+                state.errors.append(f"{plan.dataset.name}: reading stopped early ({message})")
+                continue
+            plan, pending = item
+            keys, arrays = [], []
+            for key, future in pending:
+                prepared = future.result()
+                if isinstance(prepared, DecodeError):
+                    state.skipped.setdefault(plan.dataset.name, []).append((key, prepared.reason))
+                else:
+                    keys.append(key)
+                    arrays.append(prepared)
+            if arrays:
+                _infer_batch(state, session, plan, keys, np.stack(arrays), failed_batches)
+            done += len(pending)
+            if on_progress:
+                on_progress(done, total)
+    except KeyboardInterrupt:
+        state.completed = False
+        state.errors.append(f"interrupted after {done} of {total} samples: the results cover only those")
+    finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        producer.join(timeout=5)
+        state.wall_s = time.perf_counter() - wall_start
+        state.finished_at = datetime.now(timezone.utc)
+    for name, count in failed_batches.items():
+        dataset = next(p.dataset for p in state.plans if p.dataset.name == name)
+        if profile.on_batch_failure[dataset.modality] == "abort_dataset":
+            state.validator_treatment.append(
+                f"{name}: {count} batch(es) failed in session.run; under {profile.name} the validator aborted the "
+                f"whole {dataset.modality} dataset at its first failure, so samples after it were never scored")
+        else:
+            state.validator_treatment.append(
+                f"{name}: {count} batch(es) failed in session.run; under {profile.name} the validator recorded them "
+                "as error rows and went on, as here")
+
+
+def _infer_batch(state: RunState, session: Any, plan: DatasetPlan, keys: list[str], batch: np.ndarray,
+                 failed_batches: dict[str, int]) -> None:
+    """One session.run: scored rows on success, error rows (and a count) on failure."""
+    dataset = plan.dataset
+    base = {"dataset": dataset.name, "media_type": dataset.media_type, "label": dataset.label}
+    started = time.perf_counter()
+    try:
+        logits = run_batch(session, state.model_io.input_name, batch)
+    except Exception as exc:  # onnxruntime raises its own types for bad feeds and kernel failures
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        if dataset.name not in failed_batches:
+            state.errors.append(f"{dataset.name}: session.run failed: {message}")
+        failed_batches[dataset.name] = failed_batches.get(dataset.name, 0) + 1
+        for key in keys:
+            state.records.append({**base, "sample": key, "status": "error", "predicted": None, "probs": None,
+                                  "p_ai": None, "correct": None, "inference_ms": None,
+                                  "batch_inference_ms": elapsed_ms, "error": message, "nan": False})
+        return
+    elapsed = time.perf_counter() - started
+    state.inference_s += elapsed
+    batch_ms = elapsed * 1000
+    per_sample_ms = batch_ms / len(keys)
+    for key, row in zip(keys, logits):
+        pred, p_ai, probs = decide_with_probs(row, state.profile)
+        state.records.append({**base, "sample": key, "status": "ok", "predicted": pred,
+                              "probs": [float(p) for p in probs], "p_ai": p_ai, "correct": pred == dataset.label,
+                              "inference_ms": per_sample_ms, "batch_inference_ms": batch_ms, "error": None,
+                              "nan": bool(math.isnan(p_ai))})
+
+
+def raise_if_unusable(result: BenchResult) -> None:
+    """An InputError when nothing at all could be scored (every sample skipped or failed)."""
+    scored = result.results["results"]["total_samples"]
+    if scored == 0 and result.completed:
+        raise InputError("no sample could be scored", "see the skipped counts and errors in the report")
