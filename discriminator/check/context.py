@@ -200,7 +200,7 @@ class CheckContext:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # run errors are findings, reported once by the rules
         # From disk when there is a file, so external data beside it resolves (that rule reports it).
         source = str(self.artifact.onnx_path) if self.artifact.onnx_path is not None else self.artifact.onnx_bytes
         try:

@@ -18,15 +18,13 @@ def report_table(report: CheckReport) -> Table:
                   title_justify="left", show_lines=False)
     table.add_column("", no_wrap=True)
     table.add_column("rule", style="bold", no_wrap=True)
-    table.add_column("result")
-    show_fix = any(r.status in ("warn", "fail") for r in report.results)
-    if show_fix:
-        table.add_column("fix")
+    table.add_column("result (and the fix, where something is wrong)")
     for result in report.results:
-        cells = [STATUS_MARKS[result.status], escape(result.id), escape(result.message)]
-        if show_fix:
-            cells.append(escape(result.fix) if result.status in ("warn", "fail") else "")
-        table.add_row(*cells, style="dim" if result.status == "skip" else None)
+        text = escape(result.message)
+        if result.status in ("warn", "fail"):
+            text += f"\n[cyan]fix:[/] {escape(result.fix)}"
+        table.add_row(STATUS_MARKS[result.status], escape(result.id), text,
+                      style="dim" if result.status == "skip" else None)
     return table
 
 
