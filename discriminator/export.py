@@ -43,6 +43,8 @@ class ParityRow:
     max_abs_diff: float
     onnx_ms: float
     torch_ms: float
+    #: None for random pixels, else the constant value of every pixel.
+    fill: int | None = None
 
 
 @dataclass
@@ -181,45 +183,51 @@ def verify_parity(detector: torch.nn.Module, path: Path, spec: DetectorSpec, thr
     report = VerifyReport(tolerance=tolerance)
     shapes = verification_shapes(spec)
     detector = detector.eval()
-    for i, (batch, frames) in enumerate(shapes):
-        x = dummy_input(spec, batch, frames, seed=100 + i)
+    for i, (batch, frames, fill) in enumerate(shapes):
+        where = f"batch {batch}" + (f", frames {frames}" if frames else "") + (f", all-{fill} input" if fill is not None else "")
+        x = dummy_input(spec, batch, frames, seed=100 + i, fill=fill)
         t0 = time.perf_counter()
-        onnx_out = session.run(None, {feed_name: x.numpy()})
+        try:
+            onnx_out = session.run(None, {feed_name: x.numpy()})
+        except Exception as exc:  # onnxruntime raises its own Fail/RuntimeException types
+            message = str(exc).split("Status Message:")[-1].strip()[:160]
+            raise ExportError(f"onnxruntime fails at {where}: {message}",
+                              "an axis is frozen inside the graph (a Python int from x.shape?); keep batch/frame counts as tensors") from exc
         t1 = time.perf_counter()
         with torch.no_grad():
             torch_out = detector(x)
         t2 = time.perf_counter()
+        if not all(np.all(np.isfinite(o)) for o in onnx_out):
+            report.constant_inputs_finite = fill is None
+            raise ExportError(f"the model outputs NaN/inf at {where}",
+                              "guard divisions and normalisation (std > 0, eps in norms); the validator scores NaN as the floor")
         torch_list = [torch_out] if isinstance(torch_out, torch.Tensor) else list(torch_out)
         diff = 0.0
         for got, want in zip(onnx_out, torch_list):
             want = want.numpy()
             if got.shape != want.shape:
-                raise ExportError(f"ONNX output shape {list(got.shape)} ≠ PyTorch {list(want.shape)} at batch {batch}"
-                                  + (f", frames {frames}" if frames else ""),
+                raise ExportError(f"ONNX output shape {list(got.shape)} ≠ PyTorch {list(want.shape)} at {where}",
                                   "an axis is frozen inside the graph; check reshapes that use Python ints")
-            diff = max(diff, float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))) if got.size else 0.0)
+            if got.size:
+                diff = max(diff, float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))))
         if spec.task == "classify" and onnx_out[0].shape != (batch, spec.num_classes):
             raise ExportError(f"output shape is {list(onnx_out[0].shape)}, expected [{batch}, {spec.num_classes}]",
                               "the model must return one row of class logits per sample")
-        report.rows.append(ParityRow(batch, frames, diff, (t1 - t0) * 1e3, (t2 - t1) * 1e3))
+        report.rows.append(ParityRow(batch, frames, diff, (t1 - t0) * 1e3, (t2 - t1) * 1e3, fill))
         if on_run:
             on_run(i + 1, len(shapes))
         if not np.isfinite(diff) or diff > tolerance:
-            where = f"batch {batch}" + (f", frames {frames}" if frames else "")
             raise ParityError(diff, tolerance, where)
-    for fill in (0, 255):
-        frames = spec.frames if spec.modality == "video" else None
-        outputs = session.run(None, {feed_name: dummy_input(spec, 1, frames, fill=fill).numpy()})
-        if not all(np.all(np.isfinite(o)) for o in outputs):
-            report.constant_inputs_finite = False
-            raise ExportError(f"the model outputs NaN/inf on an all-{fill} input",
-                              "guard divisions and normalisation (std > 0, eps in norms); the validator scores NaN as the floor")
     return report
 
 
-def verification_shapes(spec: DetectorSpec) -> list[tuple[int, int | None]]:
-    """(batch, frames) pairs covering every verify batch and frame count, plus the validator's own shape."""
+def verification_shapes(spec: DetectorSpec) -> list[tuple[int, int | None, int | None]]:
+    """(batch, frames, fill) runs: every verify batch and frame count on random pixels, the validator's own
+    video shape, then constant all-0 and all-255 inputs (fill) that must stay finite and match too."""
     if spec.modality == "image":
-        return [(b, None) for b in VERIFY_BATCHES]
-    pairs = [(VERIFY_BATCHES[i % len(VERIFY_BATCHES)], t) for i, t in enumerate(VERIFY_FRAMES)]
-    return pairs + [(4, spec.frames)]
+        runs = [(b, None, None) for b in VERIFY_BATCHES]
+    else:
+        runs = [(VERIFY_BATCHES[i % len(VERIFY_BATCHES)], t, None) for i, t in enumerate(VERIFY_FRAMES)]
+        runs.append((4, spec.frames, None))
+    frames = spec.frames if spec.modality == "video" else None
+    return runs + [(1, frames, 0), (1, frames, 255)]
