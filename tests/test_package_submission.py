@@ -1,0 +1,155 @@
+"""`kit package`: refuses failing models, writes a deterministic one-member zip and its record."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+from onnx import TensorProto
+from typer.testing import CliRunner
+
+from discriminator.artifact import load_artifact
+from discriminator.cli.app import app
+from discriminator.errors import UsageError
+from discriminator.package import package_submission, validate_hotkey
+from tests.test_check_models import image_spec, make_detector, save, video_spec, write_build_dir
+
+#: Substrate's well-known development account "Alice" (SS58 prefix 42): a real, valid address.
+ALICE = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
+
+
+def package_cli(*args: str):
+    return CliRunner().invoke(app, ["package", *args, "--threads", "1"])
+
+
+def test_same_model_twice_gives_byte_identical_zips_and_the_record_matches_sha256sum(tmp_path):
+    model = save(make_detector(), tmp_path / "model.onnx")
+    first = package_submission(model, out_dir=tmp_path / "one", threads=1)
+    second = package_submission(model, out_dir=tmp_path / "two", threads=1)
+    assert first.zip_path.read_bytes() == second.zip_path.read_bytes()
+    assert first.sha256 == second.sha256 == hashlib.sha256(first.zip_path.read_bytes()).hexdigest()
+    record = json.loads(first.record_path.read_text())
+    assert record["zip_sha256"] == first.sha256
+    assert record["zip_size"] == first.zip_path.stat().st_size
+    if shutil.which("sha256sum"):
+        out = subprocess.run(["sha256sum", str(first.zip_path)], capture_output=True, text=True, check=True).stdout
+        assert out.split()[0] == record["zip_sha256"]
+
+
+def test_zip_holds_exactly_the_checked_model_at_its_root_with_fixed_metadata(tmp_path):
+    model = save(make_detector("video"), tmp_path / "clip_model.onnx")
+    result = package_submission(model, out_dir=tmp_path / "out", threads=1)
+    assert result.zip_path == tmp_path / "out" / "video_detector.zip"
+    with zipfile.ZipFile(result.zip_path) as zf:
+        infos = zf.infolist()
+        assert [i.filename for i in infos] == ["video_detector.onnx"]
+        assert infos[0].date_time == (1980, 1, 1, 0, 0, 0)
+        assert infos[0].external_attr >> 16 == 0o100644
+        assert zf.read(infos[0]) == model.read_bytes()
+    # The kit's own defensive reader accepts it, and the record sits beside (not inside) the zip.
+    assert load_artifact(result.zip_path).onnx_bytes == model.read_bytes()
+    assert result.record_path == tmp_path / "out" / "video_detector.zip.json"
+    record = json.loads(result.record_path.read_text())
+    assert record["check"]["ok"] is True and record["recheck"]["ok"] is True
+    assert record["onnx_sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert record["push_command"] == f"gascli d push --video-model {result.zip_path}"
+
+
+def test_failing_model_is_refused_and_nothing_is_written(tmp_path):
+    model = save(make_detector(input_type=TensorProto.FLOAT), tmp_path / "model.onnx")
+    result = package_cli(str(model), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert "refusing to package" in result.stderr and "input-dtype" in result.stderr
+    assert "✗" in result.stdout  # the check table is shown, so the fix is on screen
+    assert not (tmp_path / "out").exists()
+
+
+def test_warnings_never_block(tmp_path):
+    model = save(make_detector(extra_output=True), tmp_path / "model.onnx")
+    result = package_cli(str(model), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "out" / "image_detector.zip").is_file()
+    record = json.loads((tmp_path / "out" / "image_detector.zip.json").read_text())
+    assert [r["id"] for r in record["check"]["results"] if r["status"] == "warn"] == ["single-io"]
+
+
+def test_existing_zip_is_not_overwritten_without_force(tmp_path):
+    model = save(make_detector(), tmp_path / "model.onnx")
+    out = tmp_path / "out"
+    assert package_cli(str(model), "--out", str(out)).exit_code == 0
+    before = (out / "image_detector.zip").read_bytes()
+    (out / "image_detector.zip").write_bytes(b"the miner's own file")
+    refused = package_cli(str(model), "--out", str(out))
+    assert refused.exit_code == 1
+    assert "already exists" in refused.stderr and "--force" in refused.stderr
+    assert (out / "image_detector.zip").read_bytes() == b"the miner's own file"
+    forced = package_cli(str(model), "--out", str(out), "--force")
+    assert forced.exit_code == 0
+    assert (out / "image_detector.zip").read_bytes() == before
+
+
+def test_cli_prints_sha256_commitment_and_push_command(tmp_path):
+    model = save(make_detector(), tmp_path / "model.onnx")
+    result = package_cli(str(model), "--out", str(tmp_path / "out"), "--hotkey", ALICE)
+    assert result.exit_code == 0, result.stderr
+    zip_path = tmp_path / "out" / "image_detector.zip"
+    sha = hashlib.sha256(zip_path.read_bytes()).hexdigest()
+    expected_commitment = hashlib.sha256(f"{sha}{ALICE}".encode()).hexdigest()[:16]
+    assert sha in result.stdout
+    assert expected_commitment in result.stdout
+    assert f"gascli d push --image-model {zip_path}" in result.stdout
+    record = json.loads((tmp_path / "out" / "image_detector.zip.json").read_text())
+    assert record["commitment"] == expected_commitment and record["hotkey"] == ALICE
+
+
+@pytest.mark.parametrize("hotkey, fragment", [
+    ("5GrwvaEF5zXb26Fz9rcQpDWS57CtERHp", "47 or 48"),
+    ("0GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY", "base58"),
+    ("5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQZ", "checksum"),
+])
+def test_bad_hotkeys_are_refused_before_any_work(tmp_path, hotkey, fragment):
+    with pytest.raises(UsageError, match=fragment):
+        validate_hotkey(hotkey)
+    model = save(make_detector(), tmp_path / "model.onnx")
+    result = package_cli(str(model), "--out", str(tmp_path / "out"), "--hotkey", hotkey)
+    assert result.exit_code == 2
+    assert fragment in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_default_location_uses_the_spec_name_under_the_current_directory(tmp_path, monkeypatch):
+    build = write_build_dir(tmp_path / "builds" / "folder-name", video_spec(name="my-clip-detector"))
+    monkeypatch.chdir(tmp_path)
+    result = package_submission(build, threads=1)
+    assert result.zip_path == tmp_path / "submissions" / "my-clip-detector" / "video_detector.zip"
+    record = json.loads(result.record_path.read_text())
+    assert record["spec"]["name"] == "my-clip-detector" and record["spec"]["frames"] == 16
+
+
+def test_foreign_model_is_named_after_its_file(tmp_path, monkeypatch):
+    model = save(make_detector(), tmp_path / "resnet_fake_finder.onnx")
+    monkeypatch.chdir(tmp_path)
+    result = package_submission(model, threads=1)
+    assert result.zip_path == tmp_path / "submissions" / "resnet_fake_finder" / "image_detector.zip"
+    assert result.report.spec is None
+
+
+def test_spec_mismatch_blocks_packaging(tmp_path):
+    wrong = image_spec(height=64, width=64)
+    build = write_build_dir(tmp_path / "b", wrong, model=make_detector(spec=wrong))
+    result = package_cli(str(build), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert "spec-match" in result.stderr
+
+
+def test_a_zip_is_not_packaged_again(tmp_path):
+    model = save(make_detector(), tmp_path / "model.onnx")
+    first = package_submission(model, out_dir=tmp_path / "out", threads=1)
+    result = package_cli(str(first.zip_path), "--out", str(tmp_path / "again"))
+    assert result.exit_code == 2
+    assert "already a zip" in result.stderr

@@ -1,0 +1,128 @@
+"""Defensive reading of submission zips: every malformed archive is refused with exit 2 and one line.
+
+The archives are real zips written here with `zipfile` (and a hand-flipped header
+bit or truncated file where zipfile will not write the malformed thing itself).
+"""
+
+from __future__ import annotations
+
+import stat
+import zipfile
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from discriminator.artifact import load_artifact
+from discriminator.cli.app import app
+from discriminator.errors import InputError
+from tests.test_check_models import make_detector
+
+MODEL_BYTES = make_detector().SerializeToString()
+
+
+def write_zip(path: Path, members: list[tuple[str, bytes]], mode: int | None = None) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members:
+            info = zipfile.ZipInfo(name)
+            if mode is not None:
+                info.external_attr = mode << 16
+            zf.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED)
+    return path
+
+
+def check_exit(path: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["check", str(path), "--threads", "1"])
+    return result.exit_code, result.stderr
+
+
+def test_a_well_formed_zip_is_read_and_checked(tmp_path):
+    path = write_zip(tmp_path / "ok.zip", [("image_detector.onnx", MODEL_BYTES)])
+    artifact = load_artifact(path)
+    assert artifact.kind == "zip" and artifact.onnx_bytes == MODEL_BYTES
+    code, _ = check_exit(path)
+    assert code == 0
+
+
+CASES = [
+    ("two members", [("image_detector.onnx", MODEL_BYTES), ("README.txt", b"hi")], None, "exactly one .onnx"),
+    ("two models", [("a.onnx", MODEL_BYTES), ("b.onnx", MODEL_BYTES)], None, "exactly one .onnx"),
+    ("no model", [("notes.txt", b"hi")], None, "exactly one .onnx"),
+    ("traversal", [("../image_detector.onnx", MODEL_BYTES)], None, "'..'"),
+    ("absolute", [("/etc/image_detector.onnx", MODEL_BYTES)], None, "absolute path"),
+    ("symlink", [("image_detector.onnx", b"/etc/passwd")], stat.S_IFLNK | 0o777, "symbolic link"),
+    ("in a folder", [("model/image_detector.onnx", MODEL_BYTES)], None, "zip root"),
+    ("bomb-like ratio", [("image_detector.onnx", bytes(20 * 1024**2))], None, "zip bomb"),
+]
+
+
+@pytest.mark.parametrize("case, members, mode, fragment", CASES, ids=[c[0] for c in CASES])
+def test_unsafe_or_wrong_archives_are_refused_with_exit_2(tmp_path, case, members, mode, fragment):
+    path = write_zip(tmp_path / "submission.zip", members, mode)
+    with pytest.raises(InputError) as caught:
+        load_artifact(path)
+    assert fragment in caught.value.message
+    code, stderr = check_exit(path)
+    assert code == 2
+    assert fragment in stderr
+    assert "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
+def test_encrypted_member_is_refused(tmp_path):
+    path = write_zip(tmp_path / "enc.zip", [("image_detector.onnx", MODEL_BYTES)])
+    data = bytearray(path.read_bytes())
+    # Set bit 0 (encrypted) of the general-purpose flags in the local and central headers.
+    for signature, flag_offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = data.find(signature)
+        data[at + flag_offset] |= 0x01
+    path.write_bytes(bytes(data))
+    code, stderr = check_exit(path)
+    assert code == 2
+    assert "encrypted" in stderr
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "corrupt stream"])
+def test_corrupt_archives_give_one_line_and_exit_2(tmp_path, damage):
+    path = write_zip(tmp_path / "bad.zip", [("image_detector.onnx", MODEL_BYTES)])
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    elif damage == "garbage":
+        data = bytearray(b"PK\x03\x04" + b"\x00" * 64)
+    else:  # flip bytes inside the deflate stream, keeping the directory intact
+        start = 30 + len("image_detector.onnx")
+        for i in range(start + 5, start + 40):
+            data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    code, stderr = check_exit(path)
+    assert code == 2, stderr
+    assert "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
+def test_zip_holding_a_non_onnx_file_named_onnx_is_unreadable(tmp_path):
+    path = write_zip(tmp_path / "s.zip", [("image_detector.onnx", b"definitely not protobuf \xff\xfe")])
+    code, stderr = check_exit(path)
+    assert code == 2
+    assert "image_detector.onnx" in stderr and "not a readable ONNX model" in stderr
+
+
+@pytest.mark.parametrize("kind", ["empty", "truncated", "not onnx", "folder without a model", "missing"])
+def test_unreadable_inputs_give_one_line_and_exit_2(tmp_path, kind):
+    path = tmp_path / "model.onnx"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(MODEL_BYTES[: len(MODEL_BYTES) // 2])
+    elif kind == "not onnx":
+        path.write_text("name,label\ncat.jpg,real\n")
+    elif kind == "folder without a model":
+        path = tmp_path / "build"
+        path.mkdir()
+        (path / "notes.txt").write_text("no model here")
+    code, stderr = check_exit(path)
+    assert code == 2
+    assert str(path.name) in stderr
+    assert "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1
