@@ -27,6 +27,7 @@ from discriminator import __version__
 from discriminator.artifact import load_artifact
 from discriminator.check import CheckReport, Rule, run_check
 from discriminator.check.context import CheckContext
+from discriminator.check.runner import parse_ort_version
 from discriminator.errors import InputError, KitError, OutputExistsError, UsageError
 
 #: Every member gets this timestamp (the earliest a zip can store) so packaging is reproducible.
@@ -121,7 +122,8 @@ def package_submission(
                             (path.name if artifact.kind == "build-dir" else path.stem))
     folder = Path(out_dir) if out_dir is not None else Path.cwd() / SUBMISSIONS_DIR / name
     # Refuse to overwrite before spending time on the check (the modality names the zip).
-    expected_modality = CheckContext(artifact=artifact, ort_min=(0, 0), threads=1, requested_modality=modality).modality
+    expected_modality = CheckContext(artifact=artifact, ort_min=parse_ort_version(ort_min), threads=1,
+                                     requested_modality=modality).modality
     if expected_modality is not None:
         _refuse_overwrite(_output_paths(folder, expected_modality), force)
     report = run_check(path, modality=modality, ort_min=ort_min, threads=threads, on_rule=on_rule)

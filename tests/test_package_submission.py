@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import zipfile
-from pathlib import Path
 
 import pytest
 from onnx import TensorProto

@@ -228,7 +228,9 @@ class CheckContext:
         except Exception as exc:  # any runtime failure is a finding about the model
             return RunOutcome(shape, None, short_error(exc), time.perf_counter() - start)
         seconds = time.perf_counter() - start
-        return RunOutcome(shape, np.asarray(output), None, seconds)
+        if not isinstance(output, np.ndarray) or output.dtype.kind not in "fiub":
+            return RunOutcome(shape, None, f"the first output is not a numeric tensor ({type(output).__name__})", seconds)
+        return RunOutcome(shape, output, None, seconds)
 
     def time_runs(self, batch: int, repeats: int) -> list[float]:
         """Seconds per session.run at `batch` (after one untimed run), `repeats` times."""

@@ -28,13 +28,10 @@ def rule_progress() -> Iterator[Callable[[Rule], None]]:
                   TimeElapsedColumn(), console=err_console, transient=True,
                   disable=not err_console.is_terminal) as progress:
         task = progress.add_task("", total=len(RULES))
-        started = []
+        position = {rule.id: index for index, rule in enumerate(RULES)}
 
         def on_rule(rule: Rule) -> None:
-            if started:
-                progress.advance(task)
-            started.append(rule.id)
-            progress.update(task, description=rule.id)
+            progress.update(task, description=rule.id, completed=position[rule.id])
 
         yield on_rule
 
