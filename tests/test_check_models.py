@@ -221,6 +221,7 @@ def test_a_correct_foreign_model_passes_every_rule(tmp_path, modality):
     runs_expected = {"image": "B ∈ {1, 2, 4, 32}", "video": "B ∈ {1, 4}"}[modality]
     assert runs_expected in rules["batch-runs"]["message"]
     assert rules["latency"]["figure"] > 0
+    assert "1 intra-op thread(s)" in rules["latency"]["message"]  # the thread count is stated
 
 
 def test_frame_spread_is_proven_for_video(tmp_path):
@@ -320,3 +321,10 @@ def test_report_to_dict_is_strict_json(tmp_path):
     assert report.result("finite").status == "fail"
     assert "all-0" in report.result("finite").message
 
+
+
+@pytest.mark.parametrize("command", ["check", "package"])
+def test_help_shows_examples(command):
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Examples:" in result.stdout and f"kit {command} submissions/example-video/" in result.stdout
