@@ -151,7 +151,7 @@ def spec_mismatches(spec: DetectorSpec | None, model_io: ModelIO) -> list[str]:
     return found
 
 
-def _prepare_sample(payload: bytes | Path, model_io: ModelIO, profile: Profile, frame_rate: float | None,
+def prepare_sample(payload: bytes | Path, model_io: ModelIO, profile: Profile, frame_rate: float | None,
                     decode_threads: int) -> np.ndarray | DecodeError:
     """One payload → the model's uint8 layout, or the DecodeError that drops it."""
     try:
@@ -297,7 +297,7 @@ def _score(state: RunState, session: Any, on_progress: Callable[[int, int], None
 
     def prepare(payload: bytes | Path) -> np.ndarray | DecodeError:
         # One FFmpeg thread per clip: the parallelism comes from the decode workers.
-        return _prepare_sample(payload, model_io, profile, state.frame_rate, decode_threads=1)
+        return prepare_sample(payload, model_io, profile, state.frame_rate, decode_threads=1)
 
     total = sum(len(p.indices) for p in state.plans)
     done = 0
