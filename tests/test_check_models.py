@@ -328,3 +328,12 @@ def test_help_shows_examples(command):
     result = CliRunner().invoke(app, [command, "--help"])
     assert result.exit_code == 0
     assert "Examples:" in result.stdout and f"kit {command} submissions/example-video/" in result.stdout
+
+
+def test_ort_min_above_the_table_uses_its_newest_row_and_garbage_is_refused(tmp_path):
+    path = save(make_detector(opset=23, ir_version=11), tmp_path / "model.onnx")
+    assert flagged(check_cli(path)[1]) == {"opset": "fail", "ir-version": "fail"}  # default 1.22
+    code, rules, _ = check_cli(path, "--ort-min", "1.24.2")
+    assert code == 0 and flagged(rules) == {}
+    code, _, stderr = check_cli(path, "--ort-min", "latest")
+    assert code == 2 and "--ort-min" in stderr

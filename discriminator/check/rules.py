@@ -98,27 +98,26 @@ class Rule:
 # ---------------------------------------------------------------------------- file and format
 
 
-def _ir_and_opset_limits(ctx: CheckContext) -> tuple[tuple[int, int], tuple[int, int]]:
-    known = sorted(ORT_LIMITS)
-    version = ctx.ort_min if ctx.ort_min in ORT_LIMITS else max(v for v in known if v <= ctx.ort_min)
-    return version, ORT_LIMITS[version]
+def _ort_limits(ctx: CheckContext) -> tuple[int, int, str]:
+    """(max opset, max IR version, "onnxruntime X.Y") for --ort-min, using the newest table row not above it."""
+    row = max(version for version in ORT_LIMITS if version <= ctx.ort_min)
+    max_opset, max_ir = ORT_LIMITS[row]
+    return max_opset, max_ir, f"onnxruntime {ctx.ort_min[0]}.{ctx.ort_min[1]}"
 
 
 def check_ir_version(ctx: CheckContext) -> Finding:
-    version, (_, max_ir) = _ir_and_opset_limits(ctx)
+    _, max_ir, ort = _ort_limits(ctx)
     ir = ctx.model.ir_version
-    ort = f"onnxruntime {ctx.ort_min[0]}.{ctx.ort_min[1]}"
     if ir > max_ir:
         return problem(f"IR version {ir}; {ort} refuses anything above {max_ir} and the model never loads", ir)
     return passed(f"IR version {ir} (≤ {max_ir} for {ort})", ir)
 
 
 def check_opset(ctx: CheckContext) -> Finding:
-    version, (max_opset, _) = _ir_and_opset_limits(ctx)
+    max_opset, _, ort = _ort_limits(ctx)
     opsets = [o.version for o in ctx.model.opset_import if o.domain in DEFAULT_DOMAINS]
-    ort = f"onnxruntime {ctx.ort_min[0]}.{ctx.ort_min[1]}"
     if not opsets:
-        return problem("the model imports no ai.onnx opset", None)
+        return problem("the model imports no ai.onnx opset")
     opset = max(opsets)
     if opset > max_opset:
         return problem(f"opset {opset}; {ort} loads opset ≤ {max_opset} and refuses this model", opset)
