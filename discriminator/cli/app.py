@@ -10,6 +10,7 @@ from discriminator import __version__
 from discriminator.cli import build, models
 from discriminator.cli import check, package
 from discriminator.cli import bench
+from discriminator.cli import data
 from discriminator.cli.common import examples_epilog
 
 EXAMPLES = [
@@ -48,6 +49,7 @@ build.register(app)
 check.register(app)
 package.register(app)
 bench.register(app)
+data.register(app)
 
 
 def main() -> None:
