@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from discriminator.cli.app import app
+from discriminator.errors import InputError
 from discriminator.spec import DetectorSpec, write_manifest
 from tests.sim_helpers import (
     channel_sum_model,
@@ -40,7 +42,7 @@ from tests.sim_helpers import (
     video_model,
     write_video,
 )
-from validator_sim.datasets import discover_datasets
+from validator_sim.datasets import discover_datasets, load_datasets_yaml
 from validator_sim.run import run_bench
 
 runner = CliRunner()
@@ -405,3 +407,21 @@ def test_target_size_and_frames_are_read_as_the_validator_reads_them(tmp_path: P
     assert fixed.frames == 8 and not fixed.warnings
     too_many = io_of(["b", 80, 3, 16, 16], (1, 3, 4))
     assert too_many.frames == 64 and any("clamps T to 64" in w for w in too_many.warnings)
+
+
+def test_an_unreadable_dataset_is_reported_and_the_others_still_scored(tmp_path: Path, image_tree) -> None:
+    root = tmp_path / "data"
+    shutil.copytree(image_tree[0], root)
+    (root / "synthetic" / "gen.zip").write_bytes(b"PK\x03\x04 damaged")
+    with pytest.raises(InputError, match="gen.zip as a zip"):  # discovery cannot even tell its modality
+        discover_datasets(root)
+    (tmp_path / "sets.yaml").write_text(
+        f"image_datasets:\n"
+        f"  - {{name: gen, media_type: synthetic, path: {root / 'synthetic' / 'gen.zip'}}}\n"
+        f"  - {{name: photos, media_type: real, path: {root / 'real' / 'photos'}}}\n"
+    )
+    result = run_bench(image_model(tmp_path / "image.onnx", IMAGE_H, IMAGE_W), load_datasets_yaml(tmp_path / "sets.yaml"),
+                       max_per_dataset=3, write=False)
+    assert any(e.startswith("gen: cannot read") for e in result.results["errors"])
+    assert result.results["kit"]["per_dataset"]["gen"]["unreadable"]
+    assert result.results["results"]["total_samples"] == 3  # photos still scored

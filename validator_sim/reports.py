@@ -217,7 +217,7 @@ def summary_text(results: dict[str, Any]) -> str:
 def _fmt(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "NaN"
-    return f"{value:.4f}"
+    return f"{value:.1e}" if 0 < value < 1e-4 else f"{value:.4f}"
 
 
 def write_records(out_dir: Path, records: list[dict[str, Any]]) -> Path:

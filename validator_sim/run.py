@@ -195,8 +195,8 @@ def _produce(plans: list[DatasetPlan], batch_size: int, pool: ThreadPoolExecutor
                         if not put((plan, pending)):
                             return
                         pending = []
-            except (KitError, OSError) as exc:
-                put(("dataset-error", plan, str(exc)))
+            except Exception as exc:  # a source damaged mid-read (zip, tar, pyarrow errors): report it, go on
+                put(("dataset-error", plan, str(exc) or type(exc).__name__))
             if pending and not put((plan, pending)):
                 return
     except BaseException as exc:  # handed to the main thread, which re-raises it

@@ -24,7 +24,7 @@ EXAMPLES = [
 def _metric(value: Optional[float]) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "[bold red]NaN[/]"
-    return f"{value:.4f}"
+    return f"{value:.1e}" if 0 < value < 1e-4 else f"{value:.4f}"
 
 
 def _print_summary(results: dict[str, Any], out_dir: Optional[Path]) -> None:
