@@ -1,0 +1,125 @@
+"""A labelled split in memory, with the validator's exact pixels: decode → resize/crop → uint8 tensors.
+
+Training reads the same `DIR/<media_type>/<dataset>/…` layout `kit bench --data`
+reads, through the simulator's own dataset listing, decoders, resize/crop and frame
+selection (first T frames, the last one repeated for short clips). So the pixels a
+detector learns from are the pixels the validator will send it; normalisation then
+happens inside the `Detector` wrapper, as it will inside the exported graph.
+
+Samples the validator would drop (undecodable, frames of differing sizes) are
+dropped here too and counted by reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from discriminator.errors import InputError
+from validator_sim.datasets import Dataset, discover_datasets, iter_payloads, list_samples
+from validator_sim.decode import DecodeError, decode_image, decode_video
+from validator_sim.preprocess import clip_to_tchw, image_to_chw
+from validator_sim.profiles import DEFAULT_PROFILE, Profile, get_profile
+
+#: Threads decoding samples in parallel (PyAV and OpenCV release the GIL).
+DECODE_WORKERS = 2
+
+
+@dataclass
+class LoadedSplit:
+    """Every decodable sample of a split, as the validator would feed it."""
+
+    #: uint8 `[N,3,H,W]` (image) or `[N,T,3,H,W]` (video).
+    inputs: torch.Tensor
+    #: Class index per sample in the detector's class order (real = 0).
+    labels: torch.Tensor
+    #: 0 real / 1 AI per sample, as the validator scores it.
+    binary_labels: np.ndarray
+    dataset_names: list[str]
+    #: Drop reason → count, for samples the validator would also drop.
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def class_counts(self, class_names: tuple[str, ...]) -> dict[str, int]:
+        counts = Counter(int(c) for c in self.labels)
+        return {name: counts.get(i, 0) for i, name in enumerate(class_names)}
+
+
+def class_index(media_type: str, class_names: tuple[str, ...]) -> int:
+    """The training target for a media type: its own class if the detector has one, else class 1 (AI)."""
+    if media_type == "real":
+        return 0
+    return class_names.index(media_type) if media_type in class_names else 1
+
+
+def split_datasets(data_dir: Path, modality: str) -> list[Dataset]:
+    """The datasets of one modality under `data_dir` (layout `<media_type>/<dataset>/…`)."""
+    datasets = [d for d in discover_datasets(data_dir) if d.modality == modality]
+    if not datasets:
+        raise InputError(f"no {modality} datasets under {data_dir}",
+                         f"lay {modality} data out as {data_dir}/<real|synthetic|semisynthetic>/<dataset-name>/…")
+    return datasets
+
+
+def _prepare(payload: bytes | Path, modality: str, height: int, width: int, frames: int | None,
+             profile: Profile) -> np.ndarray | DecodeError:
+    try:
+        if modality == "image":
+            return image_to_chw(decode_image(payload, profile.jpeg_resave_quality), height, width, profile.resize)
+        assert frames is not None
+        clip = decode_video(payload, frames, None, profile.fallback_fps, threads=1)
+        return clip_to_tchw(clip, frames, height, width, profile.resize)
+    except DecodeError as exc:
+        return exc
+    except cv2.error as exc:
+        return DecodeError("cannot be resized", str(exc).strip().splitlines()[-1])
+
+
+def load_split(data_dir: Path, modality: str, height: int, width: int, frames: int | None,
+               class_names: tuple[str, ...], profile: Profile | str = DEFAULT_PROFILE,
+               on_progress: Callable[[int, int], None] | None = None) -> LoadedSplit:
+    """Decode every sample of `modality` under `data_dir` into memory; `on_progress(done, total)` after each."""
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    listings = [list_samples(d) for d in split_datasets(Path(data_dir), modality)]
+    total = sum(len(listing.keys) for listing in listings)
+    arrays: list[np.ndarray] = []
+    labels: list[int] = []
+    binary: list[int] = []
+    names: list[str] = []
+    dropped: Counter[str] = Counter()
+    done = 0
+    with ThreadPoolExecutor(DECODE_WORKERS) as pool:
+        for listing in listings:
+            dataset = listing.dataset
+            payloads = (payload for _key, payload in iter_payloads(listing, list(range(len(listing.keys)))))
+            for prepared in pool.map(lambda p: _prepare(p, modality, height, width, frames, profile), payloads):
+                done += 1
+                if on_progress:
+                    on_progress(done, total)
+                if isinstance(prepared, DecodeError):
+                    dropped[prepared.reason] += 1
+                    continue
+                arrays.append(prepared)
+                labels.append(class_index(dataset.media_type, class_names))
+                binary.append(dataset.label)
+                names.append(dataset.name)
+    if not arrays:
+        detail = f" ({sum(dropped.values())} undecodable)" if dropped else ""
+        raise InputError(f"no usable {modality} samples under {data_dir}{detail}",
+                         "check the files: the validator would drop every one of them too")
+    return LoadedSplit(
+        inputs=torch.from_numpy(np.stack(arrays)),
+        labels=torch.tensor(labels, dtype=torch.int64),
+        binary_labels=np.asarray(binary, dtype=np.int64),
+        dataset_names=names,
+        dropped=dict(dropped),
+    )
