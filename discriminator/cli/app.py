@@ -11,6 +11,7 @@ from discriminator.cli import build, models
 from discriminator.cli import check, package
 from discriminator.cli import bench
 from discriminator.cli import data
+from discriminator.cli import train
 from discriminator.cli.common import examples_epilog
 
 EXAMPLES = [
@@ -50,6 +51,7 @@ check.register(app)
 package.register(app)
 bench.register(app)
 data.register(app)
+train.register(app)
 
 
 def main() -> None:
