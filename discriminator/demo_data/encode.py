@@ -30,12 +30,12 @@ class ImageFormat:
 
 @dataclass(frozen=True)
 class VideoFormat:
-    """How one clip is stored: container, codec and the codec's quality option."""
+    """How one clip is stored: container, codec and the codec's options (quality, speed)."""
 
     container: str  # FFmpeg muxer name
     suffix: str
     codec: str
-    quality: tuple[str, str]  # (option, value), e.g. ("crf", "23") or ("qscale", "4")
+    options: tuple[tuple[str, str], ...]  # e.g. (("crf", "23"), ("preset", "veryfast")) or (("qmax", "3"),)
 
 
 def encode_image(pixels: np.ndarray, fmt: ImageFormat) -> bytes:
@@ -63,9 +63,9 @@ def encode_video(frames: list[np.ndarray], fmt: VideoFormat, fps: int) -> bytes:
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt = "yuv420p"
         stream.codec_context.thread_count = 1
-        options = {"flags": "+bitexact", fmt.quality[0]: fmt.quality[1]}
+        options = {"flags": "+bitexact", **dict(fmt.options)}
         if fmt.codec == "libx264":
-            options.update({"preset": "veryfast", "threads": "1", "x264-params": "mbtree=0"})  # see module docstring
+            options.update({"threads": "1", "x264-params": "mbtree=0"})  # see module docstring
         stream.options = options
         for index, pixels in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")

@@ -73,7 +73,7 @@ class DemoDataset:
     modality: str
     media_type: str
     source_format: str  # folder | zip | tar | tar.gz | parquet
-    parquet_encoding: str = "raw"  # raw | struct | base64, parquet only
+    parquet_encoding: str = "bytes"  # bytes | struct | base64, parquet only
 
     @property
     def yaml_source_format(self) -> str:
@@ -84,7 +84,7 @@ DATASETS = (
     DemoDataset("cam-photos", "image", "real", "folder"),
     DemoDataset("phone-archive", "image", "real", "zip"),
     DemoDataset("diffusion-gallery", "image", "synthetic", "folder"),
-    DemoDataset("gan-samples", "image", "synthetic", "parquet", "raw"),
+    DemoDataset("gan-samples", "image", "synthetic", "parquet", "bytes"),
     DemoDataset("inpainted-photos", "image", "semisynthetic", "tar"),
     DemoDataset("face-edits", "image", "semisynthetic", "parquet", "base64"),
     DemoDataset("cam-clips", "video", "real", "folder"),
@@ -113,9 +113,9 @@ class VideoRecipe:
 
 
 JPEG_90 = ImageFormat("JPEG", ".jpg", options=(("quality", 90),))
-PNG = ImageFormat("PNG", ".png")
-H264_MP4 = VideoFormat("mp4", ".mp4", "libx264", ("crf", "20"))
-MPEG4_AVI = VideoFormat("avi", ".avi", "mpeg4", ("qmax", "4"))
+PNG = ImageFormat("PNG", ".png", options=(("compress_level", 1),))
+H264_MP4 = VideoFormat("mp4", ".mp4", "libx264", (("crf", "20"), ("preset", "ultrafast")))
+MPEG4_AVI = VideoFormat("avi", ".avi", "mpeg4", (("qmax", "3"),))
 
 #: Formats most samples are stored in, chosen uniformly.
 COMMON_IMAGE_FORMATS = (
@@ -123,15 +123,15 @@ COMMON_IMAGE_FORMATS = (
     JPEG_90,
     ImageFormat("JPEG", ".jpeg", options=(("quality", 85),)),
     PNG,
-    ImageFormat("WEBP", ".webp", options=(("quality", 90),)),
-    ImageFormat("WEBP", ".webp", options=(("quality", 80),)),
+    ImageFormat("WEBP", ".webp", options=(("quality", 90), ("method", 2))),
+    ImageFormat("WEBP", ".webp", options=(("quality", 80), ("method", 2))),
 )
 COMMON_VIDEO_FORMATS = (
     H264_MP4,
-    VideoFormat("mp4", ".mp4", "libx264", ("crf", "23")),
-    VideoFormat("matroska", ".mkv", "libx264", ("crf", "21")),
+    VideoFormat("mp4", ".mp4", "libx264", (("crf", "23"), ("preset", "veryfast"))),
+    VideoFormat("matroska", ".mkv", "libx264", (("crf", "21"), ("preset", "superfast"))),
     MPEG4_AVI,
-    VideoFormat("mp4", ".mp4", "mpeg4", ("qmax", "3")),
+    VideoFormat("mp4", ".mp4", "mpeg4", (("qmax", "3"),)),
 )
 COMMON_ASPECTS = (1.0, 4 / 3, 3 / 2, 16 / 9, 2.0)
 
@@ -142,10 +142,10 @@ IMAGE_EDGE_CASES = {
     "contract example 214x107": ImageRecipe(107, 214, JPEG_90),
     "lossless webp 640x360": ImageRecipe(360, 640, ImageFormat("WEBP", ".webp", options=(("lossless", True), ("method", 1)))),
     "grey jpeg": ImageRecipe(300, 400, ImageFormat("JPEG", ".jpg", "L", (("quality", 90),))),
-    "grey png, odd size": ImageRecipe(333, 251, ImageFormat("PNG", ".png", "L")),
-    "rgba png": ImageRecipe(240, 320, ImageFormat("PNG", ".png", "RGBA")),
-    "rgba webp": ImageRecipe(256, 256, ImageFormat("WEBP", ".webp", "RGBA", (("quality", 90),))),
-    "palette png": ImageRecipe(300, 300, ImageFormat("PNG", ".png", "P")),
+    "grey png, odd size": ImageRecipe(333, 251, ImageFormat("PNG", ".png", "L", (("compress_level", 1),))),
+    "rgba png": ImageRecipe(240, 320, ImageFormat("PNG", ".png", "RGBA", (("compress_level", 1),))),
+    "rgba webp": ImageRecipe(256, 256, ImageFormat("WEBP", ".webp", "RGBA", (("quality", 90), ("method", 2)))),
+    "palette png": ImageRecipe(300, 300, ImageFormat("PNG", ".png", "P", (("compress_level", 1),))),
     "palette gif": ImageRecipe(240, 360, ImageFormat("GIF", ".gif", "P")),
     "bmp": ImageRecipe(288, 352, ImageFormat("BMP", ".bmp")),
     "tiff": ImageRecipe(256, 320, ImageFormat("TIFF", ".tiff")),
@@ -159,9 +159,9 @@ VIDEO_EDGE_CASES = {
     "40 frames": VideoRecipe(224, 400, 40, 30, H264_MP4),
     "qcif 176x144": VideoRecipe(144, 176, 16, 15, MPEG4_AVI),
     "tiny 48x32": VideoRecipe(32, 48, 16, 25, H264_MP4),
-    "wide mkv": VideoRecipe(240, 426, 20, 24, VideoFormat("matroska", ".mkv", "libx264", ("crf", "21"))),
-    "portrait mov": VideoRecipe(426, 240, 16, 30, VideoFormat("mov", ".mov", "libx264", ("crf", "22"))),
-    "mpeg4 in mkv": VideoRecipe(288, 352, 16, 25, VideoFormat("matroska", ".mkv", "mpeg4", ("qmax", "4"))),
+    "wide mkv": VideoRecipe(240, 426, 20, 24, VideoFormat("matroska", ".mkv", "libx264", (("crf", "21"), ("preset", "superfast")))),
+    "portrait mov": VideoRecipe(426, 240, 16, 30, VideoFormat("mov", ".mov", "libx264", (("crf", "22"), ("preset", "veryfast")))),
+    "mpeg4 in mkv": VideoRecipe(288, 352, 16, 25, VideoFormat("matroska", ".mkv", "mpeg4", (("qmax", "4"),))),
 }
 
 
@@ -171,7 +171,7 @@ class DatasetRecord:
 
     split: str
     dataset: DemoDataset
-    path: Path  # the dataset folder
+    path: Path  # the dataset folder, or the one archive or parquet file in it
     samples: int
     bytes: int
 
@@ -202,11 +202,12 @@ class DemoDataSummary:
 
 
 def generate_demo_data(out: Path, seed: int = 0, size: str = "small", modality: str = "both", force: bool = False,
-                       workers: int = 0, show_progress: bool = True) -> DemoDataSummary:
+                       workers: int = 1, show_progress: bool = True) -> DemoDataSummary:
     """Write the demo dataset under `out`; refuse to replace an earlier one unless `force`.
 
     `workers` processes draw and encode samples (0: one per CPU core); the files do
-    not depend on it.
+    not depend on it. More than one spawns processes, so a calling script needs the
+    usual `if __name__ == "__main__":` guard; the default, 1, works in this process.
     """
     preset = _choice("--size", size, SIZES)
     modalities = _choice("--modality", modality, MODALITY_CHOICES)
@@ -236,9 +237,9 @@ def generate_demo_data(out: Path, seed: int = 0, size: str = "small", modality: 
                 members.append(member)
                 progress.advance(task)
             folder = out / split / dataset.media_type / dataset.name
-            written = write_dataset(folder, dataset.name, dataset.source_format, members, dataset.parquet_encoding)
-            size_on_disk = sum(p.stat().st_size for p in ([written] if written.is_file() else written.iterdir()))
-            summary.datasets.append(DatasetRecord(split, dataset, folder, len(members), size_on_disk))
+            source = write_dataset(folder, dataset.name, dataset.source_format, members, dataset.parquet_encoding)
+            size_on_disk = sum(len(data) for _, data in members) if source.is_dir() else source.stat().st_size
+            summary.datasets.append(DatasetRecord(split, dataset, source, len(members), size_on_disk))
     summary.seconds = time.perf_counter() - started
     for split in SPLITS:
         _write_split_yaml(summary, split)
@@ -322,9 +323,10 @@ def _common_recipe(rng: np.random.Generator, modality: str) -> ImageRecipe | Vid
         height, width = (long, short) if portrait else (short, long)
         return ImageRecipe(height, width, COMMON_IMAGE_FORMATS[int(rng.integers(len(COMMON_IMAGE_FORMATS)))])
     short = int(rng.choice((224, 240, 256, 288)))
+    aspect = min(aspect, 16 / 9)
     long = int(short * aspect) // 2 * 2
     height, width = (long, short) if portrait else (short, long)
-    return VideoRecipe(height, width, int(rng.integers(16, 25)), int(rng.choice((24, 25, 30))),
+    return VideoRecipe(height, width, int(rng.integers(16, 21)), int(rng.choice((24, 25, 30))),
                        COMMON_VIDEO_FORMATS[int(rng.integers(len(COMMON_VIDEO_FORMATS)))])
 
 

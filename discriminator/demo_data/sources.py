@@ -2,7 +2,7 @@
 
 Archives carry fixed timestamps and owners, and parquet files fixed row groups, so
 the same members give the same bytes. Parquet media columns come in the three
-shapes seen on the network: raw bytes, a `{"bytes": …}` struct, and base64 text.
+shapes seen on the network: raw bytes ("bytes"), a `{"bytes": …}` struct, and base64 text.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ FIXED_TAR_MTIME = 315532800  # the same instant, in seconds since 1970
 
 #: Parquet media-column shapes: name → (arrow type, how a file's bytes become a cell).
 PARQUET_ENCODINGS = {
-    "raw": (pa.binary(), lambda filename, data: data),
+    "bytes": (pa.binary(), lambda filename, data: data),
     "struct": (pa.struct([("bytes", pa.binary()), ("path", pa.string())]), lambda filename, data: {"bytes": data, "path": filename}),
     "base64": (pa.string(), lambda filename, data: base64.b64encode(data).decode("ascii")),
 }
@@ -38,8 +38,8 @@ ARCHIVE_NAMES = {
 }
 
 
-def write_dataset(folder: Path, name: str, source_format: str, members: list[tuple[str, bytes]], parquet_encoding: str = "raw") -> Path:
-    """Write (file name, bytes) members into `folder` in `source_format`; return what the yaml should point at."""
+def write_dataset(folder: Path, name: str, source_format: str, members: list[tuple[str, bytes]], parquet_encoding: str = "bytes") -> Path:
+    """Write (file name, bytes) members into `folder` in `source_format`; return the folder, or the one file written."""
     folder.mkdir(parents=True, exist_ok=True)
     if source_format == "folder":
         for filename, data in members:
