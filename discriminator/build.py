@@ -23,7 +23,8 @@ import torch
 
 from discriminator import __version__
 from discriminator.errors import OutputExistsError, UsageError
-from discriminator.export import DEFAULT_OPSET, VerifyReport, check_input_contract, export_onnx, verify_parity
+from discriminator.export import VerifyReport, check_input_contract, export_onnx, verify_parity
+from discriminator.export_options import DEFAULT_OPSET
 from discriminator.registry import resolve_backbone
 from discriminator.spec import DEFAULT_CLASS_NAMES, VALIDATOR_DEFAULT_FRAMES, DetectorSpec, write_manifest
 from discriminator.wrapper import Backbone, Detector

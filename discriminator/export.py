@@ -22,10 +22,8 @@ import onnx
 import torch
 
 from discriminator.errors import ExportError, ParityError
+from discriminator.export_options import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from discriminator.spec import SPEC_METADATA_KEY, DetectorSpec
-
-#: onnxruntime 1.22 (the validators' floor) loads opset ≤ 22; SDPA attention needs ≥ 14.
-MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 14, 22, 18
 #: Shapes of the dummy input traced at export: ≥ 2 so no axis is specialised to 0/1.
 EXPORT_DUMMY_BATCH, EXPORT_DUMMY_FRAMES = 3, 6
 #: Verification shapes: all differ from the dummy where it matters (contract: batch 32 image, 4 video).
@@ -84,7 +82,7 @@ def dummy_input(spec: DetectorSpec, batch: int, frames: int | None = None, seed:
 
 def _export_torchscript(detector: torch.nn.Module, spec: DetectorSpec, dummy: torch.Tensor, path: Path, opset: int) -> None:
     name = input_name(spec)
-    axes = {name: {0: "batch", 1: "frames"} if spec.modality == "video" else {0: "batch"}}
+    axes = {name: {0: "batch", 1: "frames"} if spec.frames_axis_symbolic else {0: "batch"}}
     for out in output_names(spec):
         axes[out] = {0: "batch"}
     with warnings.catch_warnings():
@@ -97,7 +95,7 @@ def _export_dynamo(detector: torch.nn.Module, spec: DetectorSpec, dummy: torch.T
     from torch.export import Dim
 
     dims = {0: Dim("batch", min=1, max=1024)}
-    if spec.modality == "video":
+    if spec.frames_axis_symbolic:
         dims[1] = Dim("frames", min=1, max=64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -118,7 +116,7 @@ def export_onnx(detector: torch.nn.Module, spec: DetectorSpec, path: Path, opset
                           f"use --opset between {MIN_OPSET} and {MAX_OPSET} (onnxruntime 1.22 on validators refuses newer)")
     if exporter not in EXPORTERS:
         raise ExportError(f"unknown exporter '{exporter}'", f"choose one of: {', '.join(EXPORTERS)}")
-    dummy = dummy_input(spec, EXPORT_DUMMY_BATCH, EXPORT_DUMMY_FRAMES if spec.modality == "video" else None)
+    dummy = dummy_input(spec, EXPORT_DUMMY_BATCH, EXPORT_DUMMY_FRAMES if spec.frames_axis_symbolic else spec.frames)
     started = time.perf_counter()
     try:
         with torch.no_grad():
@@ -159,8 +157,10 @@ def check_input_contract(path: Path, spec: DetectorSpec) -> None:
     else:
         if isinstance(dims[0], int):
             problems.append(f"batch axis was specialised to {dims[0]}")
-        if spec.modality == "video" and isinstance(dims[1], int):
+        if spec.frames_axis_symbolic and isinstance(dims[1], int):
             problems.append(f"frames axis was specialised to {dims[1]}")
+        elif spec.modality == "video" and not spec.frames_axis_symbolic and dims[1] != spec.frames:
+            problems.append(f"frames axis is {dims[1]}, expected the fixed {spec.frames}")
         if dims[-3:] != [3, spec.height, spec.width]:
             problems.append(f"channel/height/width are {dims[-3:]}, expected [3, {spec.height}, {spec.width}]")
     if problems:
@@ -226,8 +226,10 @@ def verification_shapes(spec: DetectorSpec) -> list[tuple[int, int | None, int |
     video shape, then constant all-0 and all-255 inputs (fill) that must stay finite and match too."""
     if spec.modality == "image":
         runs = [(b, None, None) for b in VERIFY_BATCHES]
-    else:
+    elif spec.frames_axis_symbolic:
         runs = [(VERIFY_BATCHES[i % len(VERIFY_BATCHES)], t, None) for i, t in enumerate(VERIFY_FRAMES)]
         runs.append((4, spec.frames, None))
+    else:  # a fixed frame count: the validator sends exactly that many
+        runs = [(b, spec.frames, None) for b in VERIFY_BATCHES] + [(4, spec.frames, None)]
     frames = spec.frames if spec.modality == "video" else None
     return runs + [(1, frames, 0), (1, frames, 255)]

@@ -106,6 +106,12 @@ class DetectorSpec:
         return out
 
     @property
+    def frames_axis_symbolic(self) -> bool:
+        """Video graphs keep T symbolic when the validator's default (16) is wanted; it sends 16 frames to a
+        symbolic axis, so any other count must be written into the graph as a fixed dimension."""
+        return self.modality == "video" and self.frames == VALIDATOR_DEFAULT_FRAMES
+
+    @property
     def num_classes(self) -> int:
         return len(self.class_names)
 

@@ -232,3 +232,18 @@ def test_weights_that_do_not_fit_are_named(tmp_path):
     with pytest.raises(InputError, match="do not fit"):
         build_detector(BuildRequest(modality="image", model="example-image", weights=tmp_path / "bad.safetensors",
                                     out_dir=tmp_path / "o", **SMALL))
+
+
+def test_non_default_frame_count_is_fixed_in_the_graph(tmp_path):
+    # The validator sends 16 frames to a symbolic frame axis, so --frames 8 must be written into the graph.
+    result = build_detector(BuildRequest(modality="video", model="example-video", frames=8, out_dir=tmp_path, **SMALL))
+    dims = [d.dim_param or d.dim_value for d in onnx.load(str(result.onnx_path)).graph.input[0].type.tensor_type.shape.dim]
+    assert dims[1] == 8 and isinstance(dims[0], str)
+    assert {row.frames for row in result.verify.rows} == {8}
+
+
+def test_exporter_table_matches_the_cli_choices():
+    from discriminator.export import EXPORTERS
+    from discriminator.export_options import EXPORTER_NAMES
+
+    assert tuple(EXPORTERS) == EXPORTER_NAMES

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from discriminator.cli.common import console, err_console, examples_epilog, kit_command, print_success
 from discriminator.errors import UsageError
-from discriminator.export import DEFAULT_OPSET, EXPORTERS
+from discriminator.export_options import DEFAULT_OPSET, EXPORTER_NAMES
 
 
 class Modality(str, Enum):
@@ -57,7 +57,7 @@ def build_command(
     classes: Optional[str] = typer.Option(None, "--classes", help="Class order of the logits, comma-separated; index 0 must be real. Default real,synthetic,semisynthetic."),
     task: Task = typer.Option(Task.auto, "--task", help="classify (logits for the validator), embeddings (base models), or auto."),
     opset: int = typer.Option(DEFAULT_OPSET, "--opset", help="ONNX opset, 14–22 (validators run onnxruntime ≥ 1.22)."),
-    exporter: str = typer.Option("torchscript", "--exporter", help=f"One of: {', '.join(EXPORTERS)}."),
+    exporter: str = typer.Option("torchscript", "--exporter", help=f"One of: {', '.join(EXPORTER_NAMES)}."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder. Default submissions/<name>/."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace an existing build in the output folder."),
     threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime threads for verification. Default: all cores."),
