@@ -95,7 +95,8 @@ def build_command(
         f"(export {result.export_seconds:.1f} s); parity max |ONNX − PyTorch| = {result.max_abs_diff:.1e} "
         f"over {runs} runs (tolerance {result.verify.tolerance:g})"
     )
-    shape = "×".join(str(d) for d in result.spec.input_shape("B", "T"))
+    spec = result.spec
+    shape = "×".join(str(d) for d in spec.input_shape("B", "T" if spec.frames_axis_symbolic else spec.frames))
     console.print(f"  input uint8 [{shape}] → {'logits [B,' + str(result.spec.num_classes) + '] ' + ','.join(result.spec.class_names) if result.spec.task == 'classify' else 'embeddings'}")
     console.print(f"  manifest {result.manifest_path}   next: kit check {result.onnx_path.parent}")
 
