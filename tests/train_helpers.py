@@ -1,9 +1,9 @@
 """Tiny learnable datasets and a deliberately over-confident toy model for the `kit train` / `kit calibrate` tests.
 
-The classes differ the way generated media does, locally: "real" pictures are a
-smooth gradient with per-pixel noise; "synthetic" ones are flat with a 2-pixel
-checkerboard; "semisynthetic" ones are real with a checkerboard patch in the
-centre. Files are PNG images or lossless FFV1 clips written with PyAV.
+The classes differ in colour cast and in fine texture, so that a tiny CNN learns
+them in a few steps: "real" pictures are a cool-tinted gradient with per-pixel
+noise; "synthetic" ones are warm-tinted with a 2-pixel checkerboard;
+"semisynthetic" ones are real with a synthetic patch in the centre. Files are PNG images or lossless FFV1 clips written with PyAV.
 """
 
 from __future__ import annotations
@@ -17,14 +17,17 @@ from torch import nn
 from tests.sim_helpers import image_bytes, write_video
 
 MEDIA_TYPES = ("real", "synthetic", "semisynthetic")
+COOL = np.array([-25.0, 0.0, 25.0])
+WARM = np.array([25.0, 0.0, -25.0])
 
 
 def picture(rng: np.random.Generator, media_type: str, height: int, width: int) -> np.ndarray:
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     base = rng.uniform(60, 190) + rng.uniform(-30, 30) * (xs / width) + rng.uniform(-30, 30) * (ys / height)
-    real = base[..., None] + rng.normal(0, 6, (height, width, 3))
+    scene = base[..., None] + rng.uniform(-15, 15, 3)
+    real = scene + COOL + rng.normal(0, 6, (height, width, 3))
     checker = ((xs.astype(int) + ys.astype(int)) % 2 * 2 - 1)[..., None] * rng.uniform(8, 14)
-    fake = base[..., None] + checker
+    fake = scene + WARM + checker
     if media_type == "real":
         out = real
     elif media_type == "synthetic":
@@ -36,7 +39,7 @@ def picture(rng: np.random.Generator, media_type: str, height: int, width: int) 
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def write_image_split(root: Path, per_class: int, seed: int, height: int = 36, width: int = 44) -> Path:
+def write_image_split(root: Path, per_class: int, seed: int, height: int = 32, width: int = 40) -> Path:
     """`root/<media_type>/<name>/*.png`, `per_class` pictures per media type."""
     rng = np.random.default_rng(seed)
     for media_type in MEDIA_TYPES:
