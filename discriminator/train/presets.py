@@ -1,0 +1,28 @@
+"""Training settings for the built-in demo data, as data: what `make demo` trains for each modality.
+
+Chosen for a 2-core CPU: the small example networks with narrow channels, at an
+input size smaller than 224 (the validator resizes to whatever H×W the graph
+declares, so a 112×112 detector is a valid submission), fine-tuned from random
+initialisation. Measured figures are in docs/performance.md ("kit train").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from discriminator.train.trainer import TrainRequest
+
+DEMO_PRESETS: dict[str, dict[str, Any]] = {
+    "video": dict(model="example-video", source_options={"channels": [8, 16, 32, 64]}, height=112, width=112,
+                  mode="finetune", epochs=12, batch_size=4, learning_rate=3e-3),
+    "image": dict(model="example-image", source_options={"channels": [8, 16, 32, 64]}, height=128, width=128,
+                  mode="finetune", epochs=10, batch_size=16, learning_rate=3e-3),
+}
+
+
+def demo_train_request(modality: str, demo_root: Path, out: Path, force: bool = False, **overrides: Any) -> TrainRequest:
+    """The `TrainRequest` for `kit data demo` output at `demo_root` (its train/ and val/ splits)."""
+    settings = {**DEMO_PRESETS[modality], **overrides}
+    return TrainRequest(modality=modality, data=Path(demo_root) / "train", val=Path(demo_root) / "val", out=out,
+                        force=force, **settings)
