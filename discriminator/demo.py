@@ -26,11 +26,23 @@ console = Console(highlight=False)
 
 #: What the demo promises on its own test split (issue: accuracy ≥ 0.90, sn34 ≥ 0.70).
 TARGETS = {"accuracy": 0.90, "sn34": 0.70}
-#: Small and fast on 2 CPU cores; the validator resizes to whatever H×W the graph declares.
-DEMO_SETTINGS = {
-    "video": {"size": 112, "train": ["--epochs", "6"]},
-    "image": {"size": 112, "train": ["--epochs", "6"]},
-}
+
+
+def train_args(modality: str, data: Path, out: Path) -> list[str]:
+    """The `kit train` command line for the demo preset (discriminator.train.presets, the one source of the settings)."""
+    from discriminator.train.presets import DEMO_PRESETS
+
+    preset = DEMO_PRESETS[modality]
+    args = ["train", modality, "--data", str(data / "train"), "--val", str(data / "val"), "--model", preset["model"]]
+    for key, value in preset.get("source_options", {}).items():
+        text = ",".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+        args += ["--model-option", f"{key}={text}"]
+    flags = {"height": "--height", "width": "--width", "mode": "--mode", "epochs": "--epochs",
+             "batch_size": "--batch-size", "learning_rate": "--lr"}
+    for key, flag in flags.items():
+        if key in preset:
+            args += [flag, str(preset[key])]
+    return args + ["--seed", "0", "--out", str(out), "--force"]
 
 
 def run_kit(args: list[str]) -> None:
@@ -55,10 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("demo_data"))
     parser.add_argument("--fresh", action="store_true", help="regenerate the demo data even if it exists")
     args = parser.parse_args(argv)
-    modality, settings = args.modality, DEMO_SETTINGS[args.modality]
+    modality = args.modality
     name = f"demo-{modality}"
     run_dir, build_dir, results_dir = Path("runs") / name, Path("submissions") / name, Path("results") / name
-    size = str(settings["size"])
     started = time.perf_counter()
 
     data_ready = (args.data / "train").is_dir() and (args.data / "test").is_dir() and not args.fresh
@@ -66,9 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"reusing demo data in {args.data}/ (pass --fresh, or delete it, to regenerate)")
     else:
         run_kit(["data", "demo", "--out", str(args.data), "--seed", "0", "--size", "small", "--force"])
-    run_kit(["train", modality, "--data", str(args.data / "train"), "--val", str(args.data / "val"),
-             "--model", f"example-{modality}", "--height", size, "--width", size,
-             *settings["train"], "--seed", "0", "--out", str(run_dir), "--force"])
+    run_kit(train_args(modality, args.data, run_dir))
     run_kit(["build", modality, "--model", str(run_dir), "--name", name, "--out", str(build_dir), "--force"])
     run_kit(["check", str(build_dir)])
     run_kit(["bench", str(build_dir), "--data", str(args.data / "test"), "--mode", "full",

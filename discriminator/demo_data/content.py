@@ -43,11 +43,11 @@ class TraceRanges:
 
 
 TRACE = TraceRanges(
-    sensor_noise_sigma=(3.5, 7.0),
+    sensor_noise_sigma=(4.0, 8.0),
     smoothing_sigma=(0.6, 1.2),
     periods=(4, 6, 8),
-    tile_amplitude=(5.0, 9.0),
-    flicker_gain=(0.01, 0.03),
+    tile_amplitude=(10.0, 16.0),
+    flicker_gain=(0.03, 0.06),
     pasted_area=(0.30, 0.60),
 )
 

@@ -1,9 +1,9 @@
 """Training settings for the built-in demo data, as data: what `make demo` trains for each modality.
 
-Chosen for a 2-core CPU: the small example networks with narrow channels, at an
-input size smaller than 224 (the validator resizes to whatever H×W the graph
-declares, so a 112×112 detector is a valid submission), fine-tuned from random
-initialisation. Measured figures are in docs/performance.md ("kit train").
+Chosen for a 2-core CPU: the small example networks with narrow channels, at the
+validator's default 224×224 (smaller sizes train faster, but the validator's resize
+then shrinks the fine generator traces the demo data carries below what survives),
+fine-tuned from random initialisation. Measured figures are in docs/performance.md ("kit train").
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 from discriminator.train.trainer import TrainRequest
 
 DEMO_PRESETS: dict[str, dict[str, Any]] = {
-    "video": dict(model="example-video", source_options={"channels": [8, 16, 32, 64]}, height=112, width=112,
+    "video": dict(model="example-video", source_options={"channels": [8, 16, 32, 64]}, height=224, width=224,
                   mode="finetune", epochs=12, batch_size=4, learning_rate=3e-3),
-    "image": dict(model="example-image", source_options={"channels": [8, 16, 32, 64]}, height=128, width=128,
+    "image": dict(model="example-image", source_options={"channels": [8, 16, 32, 64]}, height=224, width=224,
                   mode="finetune", epochs=10, batch_size=16, learning_rate=3e-3),
 }
 

@@ -2,8 +2,14 @@
 
 The network sees normalised float pixels (the kit's wrapper does uint8 → float and
 mean/std inside the exported graph) and returns 3 logits, [real, synthetic,
-semisynthetic]. Its first layer keeps full resolution, because generator traces
-(upsampling grids, over-smooth texture) live in the highest frequencies.
+semisynthetic]. Generator traces (upsampling grids, over-smooth texture, missing
+sensor noise) live in the highest frequencies, so the network sees two things:
+the picture, and a fixed high-pass residual of it (each pixel minus its 3×3 local
+mean, the classic first layer of image-forensics detectors), computed at full
+resolution. The first learned layer already strides by 2 (its 3×3 kernels still see
+every full-resolution pixel), which makes 224×224 affordable on a CPU. Features are
+pooled by mean (how much trace there is) and by max (a trace confined to a pasted
+region still shows).
 
 Registered as `example-image`:
 
@@ -20,6 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from discriminator.registry import register_source
@@ -33,21 +40,37 @@ def conv_bn_relu(c_in: int, c_out: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
+class HighPassResidual(nn.Module):
+    """Fixed (untrained) per-channel filter: each pixel minus the mean of its 3×3 neighbourhood."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        kernel = -torch.ones(3, 3) / 9.0
+        kernel[1, 1] += 1.0
+        # Not a parameter and not in the state dict: it is part of the architecture, like an activation.
+        self.register_buffer("kernel", kernel.expand(3, 1, 3, 3).clone(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.kernel, padding=1, groups=3)
+
+
 class FrameEncoder(nn.Module):
-    """Picture `[N,3,H,W]` (normalised) → feature vector `[N, channels[-1]]`, for any H and W."""
+    """Picture `[N,3,H,W]` (normalised) → feature vector `[N, 2·channels[-1]]` (mean and max pooled), any H, W."""
 
     def __init__(self, channels: tuple[int, ...] = DEFAULT_CHANNELS):
         super().__init__()
-        layers, c_in = [], 3
+        self.high_pass = HighPassResidual()
+        layers, c_in = [], 6  # RGB + its high-pass residual
         for i, c_out in enumerate(channels):
-            layers.append(conv_bn_relu(c_in, c_out, stride=1 if i == 0 else 2))
+            layers.append(conv_bn_relu(c_in, c_out, stride=2))
             layers.append(conv_bn_relu(c_out, c_out, stride=1))
             c_in = c_out
         self.features = nn.Sequential(*layers)
-        self.out_dim = c_in
+        self.out_dim = 2 * c_in
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x).mean(dim=(2, 3))
+        maps = self.features(torch.cat([x, self.high_pass(x)], dim=1))
+        return torch.cat([maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))], dim=1)
 
 
 class CNNImageDetector(nn.Module):
@@ -62,7 +85,7 @@ class CNNImageDetector(nn.Module):
         return self.head(self.encoder(x))
 
 
-@register_source("example-image", "image", "small custom CNN (4 stages, ~0.5M params), full-resolution first layer")
+@register_source("example-image", "image", "small custom CNN on RGB + fixed high-pass residual, mean+max pooling")
 def example_image(weights: Path | None = None, channels: tuple[int, ...] = DEFAULT_CHANNELS, seed: int = 0) -> Backbone:
     torch.manual_seed(seed)
     module = CNNImageDetector(tuple(channels))
