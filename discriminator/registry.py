@@ -29,7 +29,7 @@ BUILTIN_SOURCE_MODULES = (
 
 @dataclass(frozen=True)
 class SourceEntry:
-    """A named detector source. `factory(weights=None, **options) -> Backbone`."""
+    """A named detector source. `factory(**options) -> Backbone`; `--weights` are loaded by the registry."""
 
     name: str
     modality: str
@@ -92,13 +92,7 @@ def resolve_backbone(model: str, modality: str, task: str = "auto", weights: Pat
     if model.startswith("hf:"):
         from discriminator.sources.huggingface import load_hf_backbone
 
-        backbone = load_hf_backbone(model[3:], modality=modality, task=task, **options)
-        if weights is not None:
-            from discriminator.sources.weights import load_weights_into
-
-            load_weights_into(backbone.module, weights)
-            backbone.head_trained = True
-        return backbone, {}
+        return apply_weights(load_hf_backbone(model[3:], modality=modality, task=task, **options), weights), {}
     if model.startswith("py:"):
         from discriminator.sources.python import load_python_backbone
 
@@ -113,6 +107,19 @@ def resolve_backbone(model: str, modality: str, task: str = "auto", weights: Pat
                          f"run `kit build {entry.modality} --model {model}`, or pick one of `kit models --modality {modality}`")
     if task not in ("auto", "classify"):
         raise UsageError(f"'{model}' is a classifier; --task {task} needs a base model", "use hf:<base-model-id> for embeddings")
-    backbone = entry.factory(weights=weights, **options)
+    backbone = entry.factory(**options)
     backbone.provenance.setdefault("source", model)
-    return backbone, dict(entry.defaults)
+    if weights is None and entry.weights == "random init":
+        backbone.notes.append(f"random weights (seeded): train with `kit train {modality} --model {model}` or pass --weights")
+    return apply_weights(backbone, weights), dict(entry.defaults)
+
+
+def apply_weights(backbone: Backbone, weights: Path | None) -> Backbone:
+    """Load `--weights` into the backbone's module (strictly) and record where they came from."""
+    if weights is not None:
+        from discriminator.sources.weights import load_weights_into
+
+        load_weights_into(backbone.module, weights)
+        backbone.head_trained = True
+    backbone.provenance["weights"] = str(weights) if weights is not None else backbone.provenance.get("weights", "as loaded")
+    return backbone

@@ -9,14 +9,9 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from discriminator.cli.common import console, err_console, examples_epilog, kit_command, print_success
+from discriminator.cli.common import Modality, console, err_console, examples_epilog, kit_command, print_success
 from discriminator.errors import UsageError
 from discriminator.export_options import DEFAULT_OPSET, EXPORTER_NAMES
-
-
-class Modality(str, Enum):
-    image = "image"
-    video = "video"
 
 
 class Task(str, Enum):

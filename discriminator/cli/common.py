@@ -6,6 +6,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
+from enum import Enum
 from typing import Any, TypeVar
 
 import typer
@@ -14,6 +15,13 @@ from rich.console import Console
 from discriminator.errors import KitError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+class Modality(str, Enum):
+    """The two kinds of detector the network scores."""
+
+    image = "image"
+    video = "video"
+
 
 #: Normal output goes to stdout; errors and progress go to stderr.
 console = Console(highlight=False, soft_wrap=True)

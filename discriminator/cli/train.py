@@ -10,12 +10,12 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from discriminator.cli.common import console, err_console, examples_epilog, kit_command, print_success
+from discriminator.cli.common import Modality, console, err_console, examples_epilog, kit_command, print_success
 from discriminator.errors import UsageError
 from discriminator.train.calibration import CalibrationReport
 
 TRAIN_EXAMPLES = [
-    ("kit train video --data demo_data/train --val demo_data/val --model-option channels=8,16,32,64 --height 112 --width 112",
+    ("kit train video --data demo_data/train --val demo_data/val --model-option channels=8,16,32,64 --batch-size 4 --lr 3e-3 --epochs 12",
      "fine-tune the small example video CNN on the demo data → runs/video/"),
     ("kit train image --data data/train --val data/val --model hf:./my-vit --mode probe --out runs/vit-probe",
      "linear probe: freeze a local HF backbone, fit its head on cached embeddings"),
@@ -27,11 +27,6 @@ CALIBRATE_EXAMPLES = [
     ("kit calibrate runs/video --data demo_data/val --force", "refit the temperature in place"),
     ("kit calibrate runs/video --data new_val/ --out runs/video-recal", "write a recalibrated copy"),
 ]
-
-
-class Modality(str, Enum):
-    image = "image"
-    video = "video"
 
 
 class Mode(str, Enum):

@@ -18,7 +18,6 @@ from pathlib import Path
 from torch import nn
 
 from discriminator.errors import InputError, UsageError
-from discriminator.sources.weights import load_weights_into
 from discriminator.wrapper import Backbone
 
 
@@ -72,10 +71,9 @@ def load_python_backbone(target: str, weights: Path | None = None, task: str = "
         raise UsageError(f"py:{target} returned a {type(made).__name__}, not an nn.Module", "make the factory return your model")
     if task == "embeddings":
         raise UsageError("--task embeddings is for Hugging Face base models", "use hf:<base-model-id>, or export your own embedding module with --task classify")
-    if weights is not None:
-        load_weights_into(backbone.module, weights)
-        backbone.head_trained = True
-    backbone.provenance.update({"source": f"py:{target}", "weights": str(weights) if weights else None})
+    backbone.provenance["source"] = f"py:{target}"
     if weights is None:
         backbone.notes.append("no --weights given: the module's own initialisation is exported as is")
-    return backbone
+    from discriminator.registry import apply_weights
+
+    return apply_weights(backbone, weights)

@@ -30,15 +30,9 @@ HUB_ID = "microsoft/resnet-50"
 
 
 @register_source("hf-resnet50", "image", "Hugging Face ResNet-50, re-headed to 3 classes", weights=f"hub: {HUB_ID}")
-def hf_resnet50(weights: Path | None = None, hub_id: str = HUB_ID, config: Any = None) -> Backbone:
+def hf_resnet50(hub_id: str = HUB_ID, config: Any = None) -> Backbone:
     """`config` builds the same architecture with random weights and no download (tests, benchmarks)."""
-    backbone = load_hf_backbone(None if config is not None else hub_id, modality="image", task="classify", config=config)
-    if weights is not None:
-        from discriminator.sources.weights import load_weights_into
-
-        load_weights_into(backbone.module, weights)
-        backbone.head_trained = True
-    return backbone
+    return load_hf_backbone(None if config is not None else hub_id, modality="image", task="classify", config=config)
 
 
 if __name__ == "__main__":

@@ -32,15 +32,9 @@ HUB_ID = "MCG-NJU/videomae-base"
 
 @register_source("hf-videomae", "video", "VideoMAE (ViT-B, 16 native frames), 3-class head", weights=f"hub: {HUB_ID}",
                  native_frames=16)
-def hf_videomae(weights: Path | None = None, hub_id: str = HUB_ID, config: Any = None) -> Backbone:
+def hf_videomae(hub_id: str = HUB_ID, config: Any = None) -> Backbone:
     """`config` builds the same architecture with random weights and no download (tests, benchmarks)."""
-    backbone = load_hf_backbone(None if config is not None else hub_id, modality="video", task="classify", config=config)
-    if weights is not None:
-        from discriminator.sources.weights import load_weights_into
-
-        load_weights_into(backbone.module, weights)
-        backbone.head_trained = True
-    return backbone
+    return load_hf_backbone(None if config is not None else hub_id, modality="video", task="classify", config=config)
 
 
 if __name__ == "__main__":

@@ -86,20 +86,15 @@ class CNNImageDetector(nn.Module):
 
 
 @register_source("example-image", "image", "small custom CNN on RGB + fixed high-pass residual, mean+max pooling")
-def example_image(weights: Path | None = None, channels: tuple[int, ...] = DEFAULT_CHANNELS, seed: int = 0) -> Backbone:
+def example_image(channels: tuple[int, ...] = DEFAULT_CHANNELS, seed: int = 0) -> Backbone:
     torch.manual_seed(seed)
     module = CNNImageDetector(tuple(channels))
-    if weights is not None:
-        from discriminator.sources.weights import load_weights_into
-
-        load_weights_into(module, weights)
     return Backbone(
         module=module.eval(),
         input_kind="frames",
-        head_trained=weights is not None,
+        head_trained=False,
         description="custom CNN image detector",
-        notes=[] if weights else ["random weights (seeded): train with `kit train image` or pass --weights"],
-        provenance={"weights": str(weights) if weights else "random init", "channels": list(channels)},
+        provenance={"weights": "random init (seeded)", "channels": list(channels)},
     )
 
 

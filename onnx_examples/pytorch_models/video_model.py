@@ -51,21 +51,16 @@ class FrameCNNVideoDetector(nn.Module):
 
 @register_source("example-video", "video", "custom 2D per-frame CNN + temporal mean/motion pooling, 8 native frames",
                  native_frames=NATIVE_FRAMES)
-def example_video(weights: Path | None = None, channels: tuple[int, ...] = DEFAULT_CHANNELS, seed: int = 0) -> Backbone:
+def example_video(channels: tuple[int, ...] = DEFAULT_CHANNELS, seed: int = 0) -> Backbone:
     torch.manual_seed(seed)
     module = FrameCNNVideoDetector(tuple(channels))
-    if weights is not None:
-        from discriminator.sources.weights import load_weights_into
-
-        load_weights_into(module, weights)
     return Backbone(
         module=module.eval(),
         input_kind="clip",
         native_frames=NATIVE_FRAMES,
-        head_trained=weights is not None,
+        head_trained=False,
         description="custom per-frame CNN video detector",
-        notes=[] if weights else ["random weights (seeded): train with `kit train video` or pass --weights"],
-        provenance={"weights": str(weights) if weights else "random init", "channels": list(channels)},
+        provenance={"weights": "random init (seeded)", "channels": list(channels)},
     )
 
 
