@@ -22,7 +22,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 
 #: What the demo promises on its own test split (issue: accuracy ≥ 0.90, sn34 ≥ 0.70).
 TARGETS = {"accuracy": 0.90, "sn34": 0.70}

@@ -23,12 +23,10 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Console
@@ -248,7 +246,7 @@ def train_detector(request: TrainRequest, on_epoch: Callable[[EpochRecord], None
 
     torch.manual_seed(request.seed)
     prepared = _prepare_model(request.modality, model, request.height, request.width, request.frames, request.source_options)
-    spec, detector = prepared.spec, prepared.detector
+    spec = prepared.spec
     step(f"{model}: {spec.modality} {spec.height}×{spec.width}" + (f", T={spec.frames}" if spec.frames else "")
          + f", {request.mode}, {epochs} epochs")
 
