@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -50,6 +51,8 @@ class BuildRequest:
     out_dir: Path | None = None
     force: bool = False
     threads: int | None = None
+    #: Also write `<name>_embed.onnx` (the classifier's base model) and `<name>_class.onnx` (a copy of the detector).
+    with_embeddings: bool = False
     #: Passed to the source factory (e.g. `config=` for HF classes built without a download).
     source_options: dict[str, Any] = field(default_factory=dict)
 
@@ -66,6 +69,8 @@ class BuildResult:
     verify: VerifyReport
     notes: list[str]
     head_trained: bool
+    #: With `with_embeddings`: the `<name>_embed.onnx` and `<name>_class.onnx` files written beside the detector.
+    extra_files: list[Path] = field(default_factory=list)
 
     @property
     def max_abs_diff(self) -> float:
@@ -155,13 +160,21 @@ def build_detector(request: BuildRequest, on_step: Callable[[str], None] | None 
          + f", {spec.task}")
     torch.manual_seed(0)
     detector = Detector(backbone, spec).eval()
+    embed_backbone = embeddings_backbone(backbone) if request.with_embeddings else None
+    extra_files: list[Path] = []
     with tempfile.TemporaryDirectory(prefix=".kit-build-", dir=out_dir) as work:
-        work_path = Path(work) / final_path.name
         step(f"exporting with {request.exporter} (opset {request.opset})")
-        export_seconds = export_onnx(detector, spec, work_path, opset=request.opset, exporter=request.exporter)
-        check_input_contract(work_path, spec)
-        step("verifying: onnxruntime vs PyTorch at fresh batch sizes" + (" and frame counts" if spec.modality == "video" else ""))
-        verify = verify_parity(detector, work_path, spec, threads=request.threads, on_run=on_verify)
+        work_path, export_seconds, verify = _export_verified(detector, spec, Path(work) / final_path.name, request,
+                                                             step, on_verify)
+        if embed_backbone is not None:
+            embed_spec = spec.replace(task="embeddings", temporal_aggregation=(
+                "mean_features" if spec.modality == "video" and embed_backbone.input_kind == "frames" else spec.temporal_aggregation))
+            step("exporting the base model's embeddings too")
+            embed_work, _, _ = _export_verified(Detector(embed_backbone, embed_spec).eval(), embed_spec,
+                                                Path(work) / f"{spec.name}_embed.onnx", request, step, None)
+            extra_files = [out_dir / embed_work.name, out_dir / f"{spec.name}_class.onnx"]
+            os.replace(embed_work, extra_files[0])
+            shutil.copyfile(work_path, extra_files[1])
         os.replace(work_path, final_path)
     size = final_path.stat().st_size
     digest = sha256_file(final_path)
@@ -172,6 +185,7 @@ def build_detector(request: BuildRequest, on_step: Callable[[str], None] | None 
         "kit_version": __version__,
         "spec": spec.to_dict(),
         "onnx_file": final_path.name,
+        "extra_files": [p.name for p in extra_files],
         "source": {"model": request.model, "weights": str(request.weights) if request.weights else None,
                    "description": backbone.description, **backbone.provenance},
         "head_trained": backbone.head_trained,
@@ -185,4 +199,23 @@ def build_detector(request: BuildRequest, on_step: Callable[[str], None] | None 
     manifest_path = write_manifest(out_dir, manifest)
     return BuildResult(spec=spec, onnx_path=final_path, manifest_path=manifest_path, export_seconds=export_seconds,
                        total_seconds=time.perf_counter() - started, size_bytes=size, sha256=digest, verify=verify,
-                       notes=notes, head_trained=backbone.head_trained)
+                       notes=notes, head_trained=backbone.head_trained, extra_files=extra_files)
+
+
+def _export_verified(detector: Detector, spec: DetectorSpec, path: Path, request: BuildRequest,
+                     step: Callable[[str], None], on_verify: Callable[[int, int], None] | None) -> tuple[Path, float, VerifyReport]:
+    """Export to `path`, read its input back and verify it by running; returns (path, export seconds, report)."""
+    seconds = export_onnx(detector, spec, path, opset=request.opset, exporter=request.exporter)
+    check_input_contract(path, spec)
+    step("verifying: onnxruntime vs PyTorch at fresh batch sizes" + (" and frame counts" if spec.modality == "video" else ""))
+    return path, seconds, verify_parity(detector, path, spec, threads=request.threads, on_run=on_verify)
+
+
+def embeddings_backbone(backbone: Backbone) -> Backbone:
+    """The base model under a Hugging Face classifier, as an embeddings backbone (same input handling)."""
+    base = getattr(backbone.module, "base_model", None)
+    if base is None or base is backbone.module or backbone.task != "classify":
+        raise UsageError("--with-embeddings needs a Hugging Face classifier (its base model gives the embeddings)",
+                         "use an hf: source, or build a base model with --task embeddings")
+    return Backbone(module=base, input_kind=backbone.input_kind, task="embeddings", native_frames=backbone.native_frames,
+                    mean=backbone.mean, std=backbone.std, description=f"base of {backbone.description}")

@@ -247,3 +247,26 @@ def test_exporter_table_matches_the_cli_choices():
     from discriminator.export_options import EXPORTER_NAMES
 
     assert tuple(EXPORTERS) == EXPORTER_NAMES
+
+
+def test_with_embeddings_writes_base_model_and_class_copy(tmp_path):
+    from transformers import ViTConfig, ViTForImageClassification
+
+    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=32, num_labels=3)
+    ViTForImageClassification(config).save_pretrained(tmp_path / "vitcls")
+    result = build_detector(BuildRequest(modality="video", model=f"hf:{tmp_path / 'vitcls'}", out_dir=tmp_path / "o",
+                                         height=32, width=32, with_embeddings=True))
+    embed, cls = (tmp_path / "o" / "vitcls_embed.onnx"), (tmp_path / "o" / "vitcls_class.onnx")
+    assert result.extra_files == [embed, cls]
+    assert cls.read_bytes() == result.onnx_path.read_bytes()
+    session = ort.InferenceSession(str(embed), providers=["CPUExecutionProvider"])
+    tokens, pooled = session.run(None, {session.get_inputs()[0].name: np.zeros((2, 5, 3, 32, 32), np.uint8)})
+    assert tokens.shape == (2, 5 * 17, 32) and pooled.shape == (2, 32)
+    assert spec_from_onnx(embed).task == "embeddings" and spec_from_onnx(embed).temporal_aggregation == "mean_features"
+    assert read_manifest(result.manifest_path)["onnx_file"] == "video_detector.onnx"
+
+
+def test_with_embeddings_needs_a_hugging_face_classifier(tmp_path):
+    with pytest.raises(UsageError, match="--with-embeddings"):
+        build_detector(BuildRequest(modality="image", model="example-image", out_dir=tmp_path, with_embeddings=True, **SMALL))

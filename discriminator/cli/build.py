@@ -26,6 +26,7 @@ EXAMPLES = [
     ("kit build image --model hf:./vit-finetuned --name vit", "a local save_pretrained() folder"),
     ("kit build image --model py:my_net.py:make_model --weights best.safetensors", "your own nn.Module"),
     ("kit build video --model hf:./videomae-base --task embeddings", "export embeddings [B,tokens,dim] + [B,dim]"),
+    ("kit build image --model hf:./vit-finetuned --with-embeddings", "the detector plus vit-finetuned_embed.onnx and _class.onnx"),
     ("kit build video --model runs/video/best --force", "a `kit train` checkpoint, replacing an earlier build"),
 ]
 
@@ -55,6 +56,7 @@ def build_command(
     exporter: str = typer.Option("torchscript", "--exporter", help=f"One of: {', '.join(EXPORTER_NAMES)}."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder. Default submissions/<name>/."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace an existing build in the output folder."),
+    with_embeddings: bool = typer.Option(False, "--with-embeddings", help="HF classifiers: also write <name>_embed.onnx (base model) and <name>_class.onnx."),
     threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime threads for verification. Default: all cores."),
 ) -> None:
     """Wrap a detector (uint8 in, normalised in-graph, 3-class logits out), export it to ONNX and verify it by running."""
@@ -64,6 +66,7 @@ def build_command(
         modality=modality.value, model=model or f"example-{modality.value}", name=name, weights=weights,
         height=height, width=width, frames=frames, native_frames=native_frames, class_names=_parse_classes(classes),
         task=task.value, opset=opset, exporter=exporter, out_dir=out, force=force, threads=threads,
+        with_embeddings=with_embeddings,
     )
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=err_console, transient=True) as progress:
@@ -93,6 +96,8 @@ def build_command(
     spec = result.spec
     shape = "×".join(str(d) for d in spec.input_shape("B", "T" if spec.frames_axis_symbolic else spec.frames))
     console.print(f"  input uint8 [{shape}] → {'logits [B,' + str(result.spec.num_classes) + '] ' + ','.join(result.spec.class_names) if result.spec.task == 'classify' else 'embeddings'}")
+    for extra in result.extra_files:
+        console.print(f"  also {extra}")
     console.print(f"  manifest {result.manifest_path}   next: kit check {result.onnx_path.parent}")
 
 
