@@ -99,9 +99,9 @@ def make_spec(request: BuildRequest, backbone: Backbone, defaults: dict[str, Any
     fields: dict[str, Any] = dict(
         name=request.name or default_name(request.model),
         modality=request.modality,
-        height=request.height or defaults.get("height", 224),
-        width=request.width or defaults.get("width", 224),
-        frames=(request.frames or defaults.get("frames", VALIDATOR_DEFAULT_FRAMES)) if video else None,
+        height=_given(request.height, defaults.get("height", 224)),
+        width=_given(request.width, defaults.get("width", 224)),
+        frames=_given(request.frames, defaults.get("frames", VALIDATOR_DEFAULT_FRAMES)) if video else None,
         native_frames=native if video else None,
         frame_mapping=("uniform" if native else "all") if video else "none",
         temporal_aggregation=aggregation if video else "none",
@@ -112,6 +112,11 @@ def make_spec(request: BuildRequest, backbone: Backbone, defaults: dict[str, Any
         temperature=float(defaults.get("temperature", 1.0)),
     )
     return DetectorSpec(**fields)
+
+
+def _given(value: Any, fallback: Any) -> Any:
+    """A flag's value when it was given (0 included, so the spec can refuse it), else the fallback."""
+    return fallback if value is None else value
 
 
 def artifact_file_name(spec: DetectorSpec) -> str:
@@ -148,13 +153,24 @@ def build_detector(request: BuildRequest, on_step: Callable[[str], None] | None 
     final_path = out_dir / artifact_file_name(spec)
     if final_path.exists() and not request.force:
         raise OutputExistsError(final_path)
+    created = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create {out_dir} ({exc.strerror})", "choose a writable --out folder") from exc
     if not os.access(out_dir, os.W_OK):
         raise UsageError(f"cannot write to {out_dir}", "choose a writable --out folder")
+    try:
+        return _build_into(request, backbone, spec, out_dir, final_path, step, on_verify, started)
+    except BaseException:
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # leave no empty folder behind a failed build
+        raise
 
+
+def _build_into(request: BuildRequest, backbone: Backbone, spec: DetectorSpec, out_dir: Path, final_path: Path,
+                step: Callable[[str], None], on_verify: Callable[[int, int], None] | None, started: float) -> BuildResult:
+    """Wrap, export, verify and write into an existing `out_dir` (see `build_detector`)."""
     step("wrapping: uint8 in, normalise in-graph"
          + (f", frames → {spec.native_frames} native ({spec.frame_mapping})" if spec.modality == "video" and spec.native_frames else "")
          + f", {spec.task}")

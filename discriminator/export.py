@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 import torch
 
-from discriminator.errors import ExportError, ParityError
+from discriminator.errors import ExportError, ParityError, UsageError
 from discriminator.export_options import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from discriminator.spec import SPEC_METADATA_KEY, DetectorSpec
 #: Shapes of the dummy input traced at export: ≥ 2 so no axis is specialised to 0/1.
@@ -112,10 +112,10 @@ def export_onnx(detector: torch.nn.Module, spec: DetectorSpec, path: Path, opset
                 exporter: str = "torchscript") -> float:
     """Export `detector` to `path` with the spec in its metadata. Returns the export time in seconds."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ExportError(f"opset {opset} is outside {MIN_OPSET}–{MAX_OPSET}",
+        raise UsageError(f"opset {opset} is outside {MIN_OPSET}–{MAX_OPSET}",
                           f"use --opset between {MIN_OPSET} and {MAX_OPSET} (onnxruntime 1.22 on validators refuses newer)")
     if exporter not in EXPORTERS:
-        raise ExportError(f"unknown exporter '{exporter}'", f"choose one of: {', '.join(EXPORTERS)}")
+        raise UsageError(f"unknown exporter '{exporter}'", f"choose one of: {', '.join(EXPORTERS)}")
     dummy = dummy_input(spec, EXPORT_DUMMY_BATCH, EXPORT_DUMMY_FRAMES if spec.frames_axis_symbolic else spec.frames)
     started = time.perf_counter()
     try:

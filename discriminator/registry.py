@@ -103,10 +103,17 @@ def resolve_backbone(model: str, modality: str, task: str = "auto", weights: Pat
         return load_checkpoint_backbone(Path(model), modality=modality)
     entry = get_source(model)
     if entry.modality != modality:
-        raise UsageError(f"'{model}' is a {entry.modality} detector, not {modality}",
+        raise UsageError(f"'{model}' is a detector for {entry.modality}, not {modality}",
                          f"run `kit build {entry.modality} --model {model}`, or pick one of `kit models --modality {modality}`")
     if task not in ("auto", "classify"):
         raise UsageError(f"'{model}' is a classifier; --task {task} needs a base model", "use hf:<base-model-id> for embeddings")
+    import inspect
+
+    accepted = set(inspect.signature(entry.factory).parameters)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise UsageError(f"'{model}' takes no option '{unknown[0]}'",
+                         f"its options are: {', '.join(sorted(accepted)) or 'none'}")
     backbone = entry.factory(**options)
     backbone.provenance.setdefault("source", model)
     if weights is None and entry.weights == "random init":

@@ -210,11 +210,20 @@ def test_dynamo_exporter_passes_the_same_verification(tmp_path):
     (dict(modality="image", model="hf:./no/such/dir"), InputError),
     (dict(modality="image", model="py:missing_file.py:make"), InputError),
     (dict(modality="image", model="example-image", weights=Path("nope.safetensors")), InputError),
-    (dict(modality="image", model="example-image", opset=23), ExportError),
+    (dict(modality="image", model="example-image", opset=23), UsageError),
+    (dict(modality="image", model="example-image", source_options={"colour": 1}), UsageError),
 ])
 def test_user_mistakes_raise_kit_errors(tmp_path, request_kwargs, error):
     with pytest.raises(error):
-        build_detector(BuildRequest(out_dir=tmp_path, **SMALL, **request_kwargs))
+        build_detector(BuildRequest(out_dir=tmp_path / "new", **SMALL, **request_kwargs))
+    assert not (tmp_path / "new").exists(), "a failed build must not leave an empty output folder"
+
+
+def test_zero_size_or_frames_is_refused_not_replaced_by_a_default(tmp_path):
+    with pytest.raises(UsageError, match="height"):
+        build_detector(BuildRequest(modality="video", model="example-video", out_dir=tmp_path, height=0, width=48))
+    with pytest.raises(UsageError, match="frames"):
+        build_detector(BuildRequest(modality="video", model="example-video", out_dir=tmp_path, frames=0, **SMALL))
 
 
 def test_hub_id_offline_fails_fast_with_local_dir_hint(tmp_path, monkeypatch):

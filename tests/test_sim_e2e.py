@@ -425,3 +425,20 @@ def test_an_unreadable_dataset_is_reported_and_the_others_still_scored(tmp_path:
     assert any(e.startswith("gen: cannot read") for e in result.results["errors"])
     assert result.results["kit"]["per_dataset"]["gen"]["unreadable"]
     assert result.results["results"]["total_samples"] == 3  # photos still scored
+
+
+def test_a_dataset_with_nothing_scorable_is_called_out_not_shown_as_a_score(tmp_path: Path, image_tree) -> None:
+    root = tmp_path / "data"
+    shutil.copytree(image_tree[0] / "real" / "photos", root / "real" / "photos")
+    broken = root / "synthetic" / "all-broken"
+    broken.mkdir(parents=True)
+    for i in range(3):
+        (broken / f"b{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    model = image_model(tmp_path / "image.onnx", IMAGE_H, IMAGE_W)
+    result = runner.invoke(app, ["bench", str(model), "--data", str(root), "--out", str(tmp_path / "o"),
+                                 "--max-per-dataset", "4", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "skipped in all-broken: 3 " in result.output
+    assert "no sample of this dataset was scored" in result.output
+    document = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert document["per_dataset"]["all-broken"]["total"] == 0 and document["kit"]["skipped"]["all-broken"]["count"] == 3

@@ -33,8 +33,13 @@ def _print_summary(results: dict[str, Any], out_dir: Optional[Path]) -> None:
     for column, justify in (("dataset", "left"), ("type", "left"), ("n", "right"), ("accuracy", "right"),
                             ("sn34", "right"), ("brier", "right"), ("skipped", "right")):
         table.add_column(column, justify=justify)
+    empty = []
     for name, row in results["per_dataset"].items():
         extra = kit["per_dataset"][name]
+        if row["total"] == 0:  # nothing scored: the contract's empty-set values (Brier 0.25 …) would read as a result
+            empty.append(name)
+            table.add_row(name, extra["media_type"], "0", "—", "—", "—", f"[bold red]{extra['skipped']}[/]")
+            continue
         table.add_row(name, extra["media_type"], str(row["total"]), _metric(row["accuracy"]), _metric(extra["sn34_score"]),
                       _metric(extra["binary_brier"]), str(extra["skipped"]))
     table.add_section()
@@ -54,6 +59,10 @@ def _print_summary(results: dict[str, Any], out_dir: Optional[Path]) -> None:
         err_console.print(f"[red]error:[/] {message}", markup=True)
     for message in kit["warnings"]:
         err_console.print(f"[yellow]warning:[/] {message}")
+    for name, skipped in kit["skipped"].items():
+        reasons = ", ".join(f"{count} {reason}" for reason, count in skipped["reasons"].items())
+        lost = " — no sample of this dataset was scored; the overall figures leave it out" if name in empty else ""
+        err_console.print(f"[yellow]skipped in {name}:[/] {reasons}{lost}")
     if out_dir is not None:
         console.print(f"reports in {out_dir}/ (results.json, summary.txt, records, plots)")
 

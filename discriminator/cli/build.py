@@ -9,7 +9,15 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from discriminator.cli.common import Modality, console, err_console, examples_epilog, kit_command, print_success
+from discriminator.cli.common import (
+    Modality,
+    console,
+    err_console,
+    examples_epilog,
+    kit_command,
+    parse_model_options,
+    print_success,
+)
 from discriminator.errors import UsageError
 from discriminator.export_options import DEFAULT_OPSET, EXPORTER_NAMES
 
@@ -46,6 +54,7 @@ def build_command(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered name (see `kit models`), hf:<id-or-dir>, py:<file.py>:<factory>, or a `kit train` checkpoint folder. Default: example-<modality>."),
     name: Optional[str] = typer.Option(None, "--name", "-n", help="Build name; output goes to submissions/<name>/."),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="State dict (.safetensors or torch) to load into the model."),
+    model_option: list[str] = typer.Option([], "--model-option", help="KEY=VALUE passed to a registered model's factory (repeatable), e.g. channels=8,16,32,64."),
     height: Optional[int] = typer.Option(None, "--height", help="Fixed input height (the validator resizes to it). Default 224."),
     width: Optional[int] = typer.Option(None, "--width", help="Fixed input width. Default 224."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Frames the validator sends (video). Default 16; the graph accepts any T."),
@@ -66,7 +75,7 @@ def build_command(
         modality=modality.value, model=model or f"example-{modality.value}", name=name, weights=weights,
         height=height, width=width, frames=frames, native_frames=native_frames, class_names=_parse_classes(classes),
         task=task.value, opset=opset, exporter=exporter, out_dir=out, force=force, threads=threads,
-        with_embeddings=with_embeddings,
+        with_embeddings=with_embeddings, source_options=parse_model_options(model_option),
     )
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=err_console, transient=True) as progress:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
-import sys
 from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any, TypeVar
@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from discriminator.errors import KitError
+from discriminator.errors import KitError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -88,5 +88,19 @@ def print_success(message: str) -> None:
     console.print(f"[green]✓[/] {_escape(message)}")
 
 
-def is_interactive() -> bool:
-    return sys.stderr.isatty()
+def parse_model_options(items: list[str]) -> dict:
+    """`KEY=VALUE` pairs; a value is JSON if it parses, a comma list of such values, or else a string."""
+    options = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--model-option {item!r} is not KEY=VALUE", "e.g. --model-option channels=8,16,32,64")
+        options[key.strip()] = [_json_or_text(part) for part in raw.split(",")] if "," in raw and not raw.lstrip().startswith("[") else _json_or_text(raw)
+    return options
+
+
+def _json_or_text(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text.strip()

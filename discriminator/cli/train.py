@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -10,8 +9,15 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from discriminator.cli.common import Modality, console, err_console, examples_epilog, kit_command, print_success
-from discriminator.errors import UsageError
+from discriminator.cli.common import (
+    Modality,
+    console,
+    err_console,
+    examples_epilog,
+    kit_command,
+    parse_model_options,
+    print_success,
+)
 from discriminator.train.calibration import CalibrationReport
 
 TRAIN_EXAMPLES = [
@@ -32,24 +38,6 @@ CALIBRATE_EXAMPLES = [
 class Mode(str, Enum):
     finetune = "finetune"
     probe = "probe"
-
-
-def parse_model_options(items: list[str]) -> dict:
-    """`KEY=VALUE` pairs; a value is JSON if it parses, a comma list of such values, or else a string."""
-    options = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--model-option {item!r} is not KEY=VALUE", "e.g. --model-option channels=8,16,32,64")
-        options[key.strip()] = [_json_or_text(part) for part in raw.split(",")] if "," in raw and not raw.lstrip().startswith("[") else _json_or_text(raw)
-    return options
-
-
-def _json_or_text(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text.strip()
 
 
 def calibration_table(report: CalibrationReport, title: str) -> Table:

@@ -53,7 +53,7 @@ def load_checkpoint_backbone(directory: Path, modality: str) -> tuple[Backbone, 
 
     record = read_checkpoint(directory)
     if record["modality"] != modality:
-        raise UsageError(f"{directory} is a {record['modality']} checkpoint", f"run `kit build {record['modality']} --model {directory}`")
+        raise UsageError(f"{directory} is a checkpoint for {record['modality']}", f"run `kit build {record['modality']} --model {directory}`")
     weights = directory / record.get("weights_file", WEIGHTS_FILE)
     backbone, defaults = resolve_backbone(record["source"], modality, options=record.get("source_options") or {}, weights=weights)
     backbone.head_trained = True

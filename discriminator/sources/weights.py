@@ -21,7 +21,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # safetensors/torch raise many types for corrupt files
-        raise InputError(f"cannot read weights from {path} ({type(exc).__name__}: {str(exc)[:120]})",
+        first_line = (str(exc).strip().splitlines() or [""])[0].rstrip(".")
+        raise InputError(f"cannot read weights from {path} ({type(exc).__name__}: {first_line})",
                          "pass a .safetensors file or a torch state dict saved with torch.save(model.state_dict())") from exc
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
