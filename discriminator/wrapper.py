@@ -29,6 +29,21 @@ from discriminator.spec import DetectorSpec
 InputKind = Literal["frames", "clip"]
 
 
+@dataclass(frozen=True)
+class BundleRecipe:
+    """How a bundle's `model.py` rebuilds this backbone without the kit (see discriminator/bundle/).
+
+    `code` is Python source that imports only what the evaluator allows (it is embedded verbatim);
+    `build` is an expression, evaluated after `code`, that returns the backbone module with the
+    architecture this build uses (class count included), ready for the weights to be loaded into.
+    """
+
+    code: str
+    build: str
+    #: Where `code` came from, for the comment above it in model.py.
+    origin: str
+
+
 @dataclass
 class Backbone:
     """A resolved model source, before wrapping: the module plus what the wrapper must know about it."""
@@ -47,6 +62,8 @@ class Backbone:
     notes: list[str] = field(default_factory=list)
     #: What to record in the manifest about where the weights came from.
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: How a bundle rebuilds the module; None → the bundle emitter derives it (Hugging Face) or refuses.
+    recipe: BundleRecipe | None = None
 
 
 def unwrap_output(output: Any, task: str) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:

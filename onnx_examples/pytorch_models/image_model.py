@@ -26,63 +26,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from discriminator.registry import register_source
-from discriminator.wrapper import Backbone
+from discriminator.wrapper import Backbone, BundleRecipe
+from onnx_examples.pytorch_models import networks
+from onnx_examples.pytorch_models.networks import DEFAULT_CHANNELS, CNNImageDetector
 
-#: Channels of the four stages; the first keeps full resolution, the others halve it.
-DEFAULT_CHANNELS = (16, 32, 64, 128)
-
-
-def conv_bn_relu(c_in: int, c_out: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
-
-
-class HighPassResidual(nn.Module):
-    """Fixed (untrained) per-channel filter: each pixel minus the mean of its 3×3 neighbourhood."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        kernel = -torch.ones(3, 3) / 9.0
-        kernel[1, 1] += 1.0
-        # Not a parameter and not in the state dict: it is part of the architecture, like an activation.
-        self.register_buffer("kernel", kernel.expand(3, 1, 3, 3).clone(), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.kernel, padding=1, groups=3)
-
-
-class FrameEncoder(nn.Module):
-    """Picture `[N,3,H,W]` (normalised) → feature vector `[N, 2·channels[-1]]` (mean and max pooled), any H, W."""
-
-    def __init__(self, channels: tuple[int, ...] = DEFAULT_CHANNELS):
-        super().__init__()
-        self.high_pass = HighPassResidual()
-        layers, c_in = [], 6  # RGB + its high-pass residual
-        for i, c_out in enumerate(channels):
-            layers.append(conv_bn_relu(c_in, c_out, stride=2))
-            layers.append(conv_bn_relu(c_out, c_out, stride=1))
-            c_in = c_out
-        self.features = nn.Sequential(*layers)
-        self.out_dim = 2 * c_in
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        maps = self.features(torch.cat([x, self.high_pass(x)], dim=1))
-        return torch.cat([maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))], dim=1)
-
-
-class CNNImageDetector(nn.Module):
-    """FrameEncoder plus a linear head: normalised `[N,3,H,W]` → logits `[N, num_classes]`."""
-
-    def __init__(self, channels: tuple[int, ...] = DEFAULT_CHANNELS, num_classes: int = 3, dropout: float = 0.1):
-        super().__init__()
-        self.encoder = FrameEncoder(channels)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.encoder.out_dim, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(x))
+def network_recipe(build: str) -> BundleRecipe:
+    """The bundle recipe for a network defined in networks.py (embedded verbatim in model.py)."""
+    path = Path(networks.__file__)
+    return BundleRecipe(code=path.read_text(encoding="utf-8"), build=build, origin="onnx_examples/pytorch_models/networks.py")
 
 
 @register_source("example-image", "image", "small custom CNN on RGB + fixed high-pass residual, mean+max pooling")
@@ -95,6 +48,7 @@ def example_image(channels: tuple[int, ...] = DEFAULT_CHANNELS, seed: int = 0) -
         head_trained=False,
         description="custom CNN image detector",
         provenance={"weights": "random init (seeded)", "channels": list(channels)},
+        recipe=network_recipe(f"CNNImageDetector(channels={tuple(channels)!r}, num_classes={module.num_classes})"),
     )
 
 

@@ -23,31 +23,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from discriminator.registry import register_source
 from discriminator.wrapper import Backbone
-from onnx_examples.pytorch_models.image_model import DEFAULT_CHANNELS, FrameEncoder
-
-NATIVE_FRAMES = 8
-
-
-class FrameCNNVideoDetector(nn.Module):
-    """Normalised clip `[B,T,3,H,W]` (T ≥ 2) → logits `[B, num_classes]`."""
-
-    def __init__(self, channels: tuple[int, ...] = DEFAULT_CHANNELS, num_classes: int = 3, dropout: float = 0.1):
-        super().__init__()
-        self.encoder = FrameEncoder(channels)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * self.encoder.out_dim, num_classes))
-
-    def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        batch = clip.shape[0]
-        feats = self.encoder(clip.flatten(0, 1))
-        feats = feats.reshape(batch, -1, feats.shape[-1])  # [B, T, D]; T taken from the runtime shape
-        content = feats.mean(dim=1)
-        motion = (feats[:, 1:] - feats[:, :-1]).abs().mean(dim=1)  # the wrapper always feeds NATIVE_FRAMES ≥ 2
-        return self.head(torch.cat([content, motion], dim=1))
-
+from onnx_examples.pytorch_models.image_model import network_recipe
+from onnx_examples.pytorch_models.networks import DEFAULT_CHANNELS, NATIVE_FRAMES, FrameCNNVideoDetector
 
 @register_source("example-video", "video", "custom 2D per-frame CNN + temporal mean/motion pooling, 8 native frames",
                  native_frames=NATIVE_FRAMES)
@@ -61,6 +41,7 @@ def example_video(channels: tuple[int, ...] = DEFAULT_CHANNELS, seed: int = 0) -
         head_trained=False,
         description="custom per-frame CNN video detector",
         provenance={"weights": "random init (seeded)", "channels": list(channels)},
+        recipe=network_recipe(f"FrameCNNVideoDetector(channels={tuple(channels)!r}, num_classes={module.num_classes})"),
     )
 
 
