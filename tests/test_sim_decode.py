@@ -42,7 +42,7 @@ def test_jpeg_is_resaved_at_quality_75_first() -> None:
     np.testing.assert_array_equal(decode_image(source), expected)
     direct = np.asarray(Image.open(io.BytesIO(source)).convert("RGB"))
     assert not np.array_equal(decode_image(source), direct)
-    np.testing.assert_array_equal(decode_image(source, jpeg_resave_quality=None), direct)
+    np.testing.assert_array_equal(decode_image(source, resave=False), direct)
 
 
 @pytest.mark.parametrize(("data", "reason"), [(b"", "empty file"), (b"not an image at all", "not a decodable image")])

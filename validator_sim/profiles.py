@@ -19,7 +19,11 @@ ResizeMethod = Literal["shortest_edge_center_crop", "center_crop_resize"]
 #: How one row of logits becomes (predicted AI?, p(AI)) — see `validator_sim.metrics.decide`.
 DecisionRule = Literal["always_ai", "sigmoid", "argmax_is_1", "argmax_not_0", "p0_above_half"]
 #: What the validator did when `session.run` raised for a batch.
-FailurePolicy = Literal["abort_dataset", "error_rows"]
+FailurePolicy = Literal["abort_dataset", "error_rows", "invalidate_run"]
+#: Which library decodes video (see `validator_sim.decode`).
+VideoDecoder = Literal["pyav", "decord"]
+#: Which of the two sn34 readings is `sn34_score` (current-contract §5).
+Scoring = Literal["binary", "multiclass"]
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,12 @@ class Profile:
     frame_rate_stepping: bool = False
     #: Frame rate assumed when a clip does not declare one.
     fallback_fps: float = 30.0
-    #: JPEG sources were re-saved by the dataset cache at this PIL quality before decoding.
-    jpeg_resave_quality: int | None = 75
+    #: Every image was re-saved by the dataset cache (own mode and format, Pillow defaults) before decoding.
+    image_resave: bool = True
+    #: decord 0.6.0 (ONNX era) or PyAV with explicit colour matrix/range and rotation (current).
+    video_decoder: VideoDecoder = "decord"
+    #: The sn34 reported as `sn34_score` unless `--scoring` says otherwise.
+    default_scoring: Scoring = "binary"
     #: Decision rule by number of logits; key 4 stands for "4 or more".
     decision_rules: dict[int, DecisionRule] = field(default_factory=dict)
     #: By modality: what a failing `session.run` did to the rest of the dataset.
@@ -67,14 +75,19 @@ PROFILES: dict[str, Profile] = {
             description="the last ONNX-era evaluator (Feb 2026): contract §1–§6",
             decision_rules={1: "always_ai", 2: "argmax_is_1", 3: "argmax_not_0", 4: "p0_above_half"},
             on_batch_failure={"image": "abort_dataset", "video": "error_rows"},
+            video_decoder="decord",
+            default_scoring="binary",
         ),
         Profile(
             name="current",
-            description="the safetensors-era evaluator (Feb–Jul 2026): crop-then-resize, sigmoid for one logit, contract §7",
+            description="today's evaluator (gasbench 0.11, bundles): crop-then-resize, PyAV with colour tags and rotation, "
+                        "multiclass sn34, any inference failure voids the run (current-contract)",
             resize="center_crop_resize",
             frame_rate_stepping=True,
             decision_rules={1: "sigmoid", 2: "argmax_is_1", 3: "argmax_not_0", 4: "argmax_not_0"},
-            on_batch_failure={"image": "error_rows", "video": "error_rows"},
+            on_batch_failure={"image": "invalidate_run", "video": "invalidate_run"},
+            video_decoder="pyav",
+            default_scoring="multiclass",
             sound_logit_widths=(1, 2, 3),
         ),
     )

@@ -29,7 +29,7 @@ from discriminator.artifact import load_artifact
 from discriminator.errors import InputError, KitError, OutputExistsError, UsageError
 from discriminator.spec import DetectorSpec
 from validator_sim.datasets import Dataset, Listing, choose_samples, iter_payloads, list_samples
-from validator_sim.decode import DecodeError, decode_image, decode_video
+from validator_sim.decode import DecodeError, decode_image, decode_video, video_decoder
 from validator_sim.metrics import decide_with_probs
 from validator_sim.preprocess import clip_to_tchw, image_to_chw
 from validator_sim.profiles import DEFAULT_PROFILE, Profile, get_profile
@@ -156,10 +156,11 @@ def prepare_sample(payload: bytes | Path, model_io: ModelIO, profile: Profile, f
     """One payload → the model's uint8 layout, or the DecodeError that drops it."""
     try:
         if model_io.modality == "image":
-            return image_to_chw(decode_image(payload, profile.jpeg_resave_quality),
+            return image_to_chw(decode_image(payload, profile.image_resave),
                                 model_io.height, model_io.width, profile.resize)
         assert model_io.frames is not None
-        frames = decode_video(payload, model_io.frames, frame_rate, profile.fallback_fps, decode_threads)
+        frames = decode_video(payload, model_io.frames, frame_rate, profile.fallback_fps, decode_threads,
+                              video_decoder(profile))
         return clip_to_tchw(frames, model_io.frames, model_io.height, model_io.width, profile.resize)
     except DecodeError as exc:
         return exc
