@@ -116,3 +116,64 @@ def write_video(path: Path, frames: list[np.ndarray], codec: str | None = None, 
 
 def random_clip(rng: np.random.Generator, count: int, height: int, width: int) -> list[np.ndarray]:
     return [random_image(rng, height, width) for _ in range(count)]
+
+
+#: x264 settings that make an encode the same bytes on any CPU (current-contract §7), plus lossless coding.
+X264_STABLE = {"x264-params": "cpu-independent=1", "qp": "0"}
+
+
+def write_flat_yuv_clip(path: Path, yuv: tuple[int, int, int], count: int = 3, pix_fmt: str = "yuv420p",
+                        colorspace: int = 2, color_range: int = 0, fps: int = 25, height: int = 32,
+                        width: int = 64) -> Path:
+    """A lossless H.264 clip whose every sample is the given (Y, U, V) code value, tagged as asked.
+
+    Code values are at the format's depth (0–1023 for 10-bit). `colorspace`/`color_range` are
+    FFmpeg's AVColorSpace/AVColorRange numbers (1 = BT.709, 5 = BT.601; 1 = limited, 2 = full).
+    """
+    dtype = np.uint16 if "10" in pix_fmt else np.uint8
+    frame = av.VideoFrame(width, height, pix_fmt)
+    for plane, value in zip(frame.planes, yuv):
+        plane.update(np.full(plane.buffer_size // np.dtype(dtype).itemsize, value, dtype).tobytes())
+    frame.colorspace, frame.color_range = colorspace, color_range
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps, options=X264_STABLE)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        stream.codec_context.colorspace, stream.codec_context.color_range = colorspace, color_range
+        for _ in range(count):
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def bt_formula_rgb(yuv: tuple[int, int, int], matrix: str, full_range: bool, depth: int = 8) -> np.ndarray:
+    """RGB of one (Y, U, V) sample by the textbook BT.601/BT.709 equations, rounded (an independent reference)."""
+    kr, kb = {"bt709": (0.2126, 0.0722), "bt601": (0.299, 0.114)}[matrix]
+    y, u, v = (value / 2 ** (depth - 8) for value in yuv)
+    if full_range:
+        luma, cb, cr = y, u - 128, v - 128
+    else:
+        luma, cb, cr = (y - 16) * 255 / 219, (u - 128) * 255 / 224, (v - 128) * 255 / 224
+    r, b = luma + 2 * (1 - kr) * cr, luma + 2 * (1 - kb) * cb
+    g = (luma - kr * r - kb * b) / (1 - kr - kb)
+    return np.clip(np.round([r, g, b]), 0, 255)
+
+
+def set_display_matrix(path: Path, a: int, b: int, c: int, d: int) -> Path:
+    """Rewrite the MP4 track header's display matrix (tkhd) in place: [a b; c d] in 16.16 fixed point.
+
+    (0, 1, -1, 0) is the matrix a phone writes for a portrait clip; PyAV reports it as rotation −90.
+    """
+    data = bytearray(path.read_bytes())
+    box = data.find(b"tkhd")
+    assert box > 0 and data[box + 4] == 0, "expected a version-0 tkhd box"
+    start = box + 4 + 40  # version/flags, times, track id, reserved, duration, reserved, layer, group, volume
+
+    def fixed(value: int) -> bytes:
+        return int(value * 65536).to_bytes(4, "big", signed=True)
+
+    data[start:start + 36] = (fixed(a) + fixed(b) + bytes(4) + fixed(c) + fixed(d) + bytes(4) + bytes(8)
+                              + (1 << 30).to_bytes(4, "big"))
+    path.write_bytes(bytes(data))
+    return path

@@ -8,8 +8,8 @@ and the evaluator then opens that copy and converts it to RGB (no EXIF rotation)
 Videos:
 * `decord` (profile `onnx-2026-02`): decord 0.6.0's `VideoReader`, one thread, the
   first T frames read one by one. That *is* the ONNX-era evaluator's decoder, so its
-  10-bit conversion, its rotation handling and its 4-channel frames on some tiny
-  clips come with it (`FourChannelClip`).
+  10-bit conversion, its rotation handling and its 4- or 6-channel frames on some
+  narrow clips come with it (`DecordChannelClip`).
 * `pyav` (profile `current`, current-contract §4): PyAV, best video stream, one
   thread, every stride-th frame from frame 0, converted to rgb24 with the stream's
   own colour matrix and range passed explicitly, display-matrix rotation applied
@@ -47,6 +47,7 @@ DECODER_DISTRIBUTIONS = ("av", "pillow", "opencv-python-headless", "numpy", "dec
 #: Unspecified and unknown tags fall back to swscale's default, BT.601.
 SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
 SWS_DEFAULT_MATRIX = 5
+SWS_OTHER_MATRIX = 1
 #: AVColorRange value of full-range ("JPEG") video.
 FULL_RANGE = 2
 
@@ -60,11 +61,15 @@ class DecodeError(ValueError):
         self.detail = detail
 
 
-class FourChannelClip(DecodeError):
-    """decord handed back 4-channel frames; the ONNX-era evaluator then lost the rest of the dataset."""
+class DecordChannelClip(DecodeError):
+    """decord handed back frames with other than 3 channels; the ONNX-era evaluator then lost the rest of the dataset.
+
+    decord 0.6.0 derives the channel count from the padded row size, so rows whose
+    3·width bytes are not a multiple of 64 come out with 4 (width 48) or 6 (width 16) channels.
+    """
 
     def __init__(self, shape: tuple[int, ...]):
-        super().__init__("decord returned 4-channel frames", f"frame shape {list(shape)}")
+        super().__init__(f"decord returned {shape[-1]}-channel frames", f"frame shape {list(shape)}")
 
 
 def decoder_versions() -> dict[str, str]:
@@ -191,7 +196,11 @@ def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
     """One decoded frame → H×W×3 RGB with its own colour matrix and range applied, then its rotation."""
     matrix = SWS_MATRIX.get(int(frame.colorspace), SWS_DEFAULT_MATRIX)
     colour_range = ColorRange.JPEG if int(frame.color_range) == FULL_RANGE else ColorRange.MPEG
-    pixels = frame.to_ndarray(format="rgb24", src_colorspace=matrix, src_color_range=colour_range)
+    # PyAV only passes a matrix and range to swscale when source and destination differ; the
+    # destination matrix is unused for RGB output, so name another one to make the call happen.
+    unused_matrix = SWS_OTHER_MATRIX if matrix != SWS_OTHER_MATRIX else SWS_DEFAULT_MATRIX
+    pixels = frame.to_ndarray(format="rgb24", src_colorspace=matrix, src_color_range=colour_range,
+                              dst_colorspace=unused_matrix, dst_color_range=ColorRange.JPEG)
     rotation = int(round(frame.rotation or 0))
     if rotation % 90 == 0 and rotation % 360:
         pixels = np.ascontiguousarray(np.rot90(pixels, k=rotation // 90))
@@ -237,6 +246,6 @@ def _decode_decord(handle: io.BytesIO | str, max_frames: int) -> list[np.ndarray
         raise DecodeError("not a decodable video", first_line[:200]) from exc
     except (RuntimeError, OSError, ValueError) as exc:
         raise DecodeError("not a decodable video", str(exc)[:200]) from exc
-    if frames and frames[0].ndim == 3 and frames[0].shape[2] == 4:
-        raise FourChannelClip(frames[0].shape)
+    if frames and (frames[0].ndim != 3 or frames[0].shape[2] != 3):
+        raise DecordChannelClip(frames[0].shape)
     return frames

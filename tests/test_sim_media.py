@@ -1,0 +1,192 @@
+"""Awkward media decoded as each evaluator era decodes it, pinned against independent derivations.
+
+Images: every file goes through the dataset cache's Pillow re-save (own mode, own format,
+Pillow defaults) before `convert("RGB")`; the expected pixels are rebuilt here from the
+source with explicit Pillow calls and numpy formulas. Video: `current` (PyAV) is compared
+with the textbook BT.601/BT.709 equations on lossless clips of known code values, and
+`onnx-2026-02` (decord) with OpenCV's own FFmpeg; rotation is checked on clips whose
+display matrix the test writes itself.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.sim_helpers import (
+    bt_formula_rgb,
+    random_clip,
+    random_image,
+    set_display_matrix,
+    write_flat_yuv_clip,
+    write_video,
+)
+from validator_sim.decode import DecodeError, decode_image, decode_video, decoder_versions
+from validator_sim.preprocess import clip_to_tchw
+
+CONSTRAINTS = Path(__file__).resolve().parents[1] / "constraints.txt"
+
+
+def _save(img: Image.Image, fmt: str, **params) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+def _pillow_cmyk_to_rgb(cmyk: np.ndarray) -> np.ndarray:
+    """Pillow's CMYK→RGB written out: R = (255 − K) − C·(255 − K)/255 with its rounding division by 255."""
+    c = cmyk.astype(np.int64)
+    inverse_k = 255 - c[..., 3]
+
+    def muldiv255(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        t = a * b + 128
+        return ((t >> 8) + t) >> 8
+
+    return np.stack([np.clip(inverse_k - muldiv255(c[..., i], inverse_k), 0, 255) for i in range(3)], -1).astype(np.uint8)
+
+
+def test_cmyk_jpeg_is_resaved_in_cmyk_not_rgb() -> None:
+    cmyk = Image.fromarray(random_image(np.random.default_rng(0), 48, 64)).convert("CMYK")
+    source = _save(cmyk, "JPEG", quality=92)
+    cached = Image.open(io.BytesIO(_save(Image.open(io.BytesIO(source)), "JPEG", quality=75)))
+    assert cached.mode == "CMYK"
+    expected = _pillow_cmyk_to_rgb(np.asarray(cached))
+    got = decode_image(source)
+    np.testing.assert_array_equal(got, expected)
+    rgb_first = Image.open(io.BytesIO(_save(Image.open(io.BytesIO(source)).convert("RGB"), "JPEG", quality=75)))
+    assert not np.array_equal(got, np.asarray(rgb_first))  # the kit's old route gave other pixels
+
+
+def test_webp_is_resaved_as_lossy_webp_at_quality_80() -> None:
+    source = _save(Image.fromarray(random_image(np.random.default_rng(1), 40, 56)), "WEBP", lossless=True)
+    expected = np.asarray(Image.open(io.BytesIO(_save(Image.open(io.BytesIO(source)), "WEBP", quality=80))).convert("RGB"))
+    got = decode_image(source)
+    np.testing.assert_array_equal(got, expected)
+    assert not np.array_equal(got, np.asarray(Image.open(io.BytesIO(source)).convert("RGB")))
+
+
+def test_palette_png_comes_through_as_its_palette_colours() -> None:
+    rng = np.random.default_rng(2)
+    indices = rng.integers(0, 16, size=(20, 30), dtype=np.uint8)
+    palette = rng.integers(0, 256, size=(16, 3), dtype=np.uint8)
+    img = Image.fromarray(indices, "P")
+    img.putpalette(palette.reshape(-1).tolist())
+    np.testing.assert_array_equal(decode_image(_save(img, "PNG")), palette[indices])
+
+
+def test_16_bit_png_is_clipped_to_255() -> None:
+    values = np.array([[0, 7, 254, 255, 256, 40000, 65535]], dtype=np.uint16).repeat(3, axis=0)
+    got = decode_image(_save(Image.fromarray(values), "PNG"))
+    np.testing.assert_array_equal(got, np.repeat(np.minimum(values, 255).astype(np.uint8)[..., None], 3, axis=-1))
+
+
+def test_mpo_is_resaved_as_a_jpeg_of_its_first_frame() -> None:
+    rng = np.random.default_rng(3)
+    first, second = (Image.fromarray(random_image(rng, 32, 48)) for _ in range(2))
+    source = _save(first, "MPO", save_all=True, append_images=[second], quality=95)
+    assert Image.open(io.BytesIO(source)).format == "MPO"
+    first_frame = Image.open(io.BytesIO(source))  # frame 0 of the MPO
+    expected = np.asarray(Image.open(io.BytesIO(_save(first_frame, "JPEG", quality=75))).convert("RGB"))
+    got = decode_image(source)
+    np.testing.assert_array_equal(got, expected)
+    assert not np.array_equal(got, np.asarray(Image.open(io.BytesIO(source)).convert("RGB")))
+
+
+def test_decoder_versions_match_the_pins() -> None:
+    pins = dict(line.split("==") for line in CONSTRAINTS.read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    versions = decoder_versions()
+    for name in ("av", "pillow", "opencv-python-headless", "numpy", "decord"):
+        assert versions[name] == pins[name], f"{name} {versions[name]} is installed but constraints.txt pins {pins[name]}"
+
+
+# Y, U, V code values whose BT.601 and BT.709 readings differ by ≥ 10 levels.
+SAMPLE_YUV = (120, 90, 200)
+
+
+@pytest.mark.parametrize(("colorspace", "matrix", "other"), [(1, "bt709", "bt601"), (5, "bt601", "bt709"),
+                                                             (2, "bt601", "bt709")])
+@pytest.mark.parametrize("full_range", [False, True])
+@pytest.mark.parametrize(("pix_fmt", "depth", "tolerance"), [("yuv420p", 8, 1), ("yuv420p10le", 10, 3)])
+def test_current_video_applies_the_streams_matrix_and_range(tmp_path: Path, colorspace: int, matrix: str, other: str,
+                                                           full_range: bool, pix_fmt: str, depth: int,
+                                                           tolerance: int) -> None:
+    yuv = tuple(v * 2 ** (depth - 8) for v in SAMPLE_YUV)
+    clip = write_flat_yuv_clip(tmp_path / "tagged.mp4", yuv, pix_fmt=pix_fmt, colorspace=colorspace,
+                               color_range=2 if full_range else 1)
+    frames = decode_video(clip, 2, decoder="pyav")
+    got = frames[0][16, 32].astype(int)
+    expected = bt_formula_rgb(yuv, matrix, full_range, depth)
+    assert np.abs(got - expected).max() <= tolerance, (got, expected)
+    assert np.abs(got - bt_formula_rgb(yuv, other, full_range, depth)).max() >= 10
+    assert np.abs(got - bt_formula_rgb(yuv, matrix, not full_range, depth)).max() >= 10
+
+
+@pytest.mark.parametrize(("colorspace", "color_range"), [(1, 1), (5, 2), (2, 1)])
+def test_onnx_era_8_bit_video_is_decords_and_agrees_with_opencv(tmp_path: Path, colorspace: int,
+                                                                 color_range: int) -> None:
+    clip = write_flat_yuv_clip(tmp_path / "tagged.mp4", SAMPLE_YUV, colorspace=colorspace, color_range=color_range,
+                               height=48, width=96)
+    frames = decode_video(clip, 2, decoder="decord")
+    capture = cv2.VideoCapture(str(clip))
+    ok, bgr = capture.read()
+    capture.release()
+    assert ok
+    np.testing.assert_array_equal(frames[0], bgr[..., ::-1])
+
+
+@pytest.mark.parametrize(("matrix", "quarter_turns"), [((0, 1, -1, 0), -1), ((-1, 0, 0, -1), 2), ((0, -1, 1, 0), 1)])
+def test_display_matrix_rotation_is_applied_by_both_decoders(tmp_path: Path, matrix: tuple[int, int, int, int],
+                                                             quarter_turns: int) -> None:
+    upright = write_video(tmp_path / "upright.mp4", random_clip(np.random.default_rng(4), 3, 64, 96), codec="libx264")
+    rotated = tmp_path / "rotated.mp4"
+    rotated.write_bytes(upright.read_bytes())
+    set_display_matrix(rotated, *matrix)
+    with av.open(str(rotated)) as container:
+        assert next(container.decode(video=0)).rotation % 360 == quarter_turns * 90 % 360
+    plain = decode_video(upright, 3, decoder="pyav")
+    for decoder in ("pyav", "decord"):
+        turned = decode_video(rotated, 3, decoder=decoder)
+        for got, want in zip(turned, plain):
+            np.testing.assert_array_equal(got, np.rot90(want, k=quarter_turns))
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("decoder", ["pyav", "decord"])
+def test_short_clips_are_padded_with_their_last_frame(tmp_path: Path, count: int, decoder: str) -> None:
+    frames = random_clip(np.random.default_rng(count), count, 24, 40)
+    clip = write_video(tmp_path / "short.mov", frames)
+    tchw = clip_to_tchw(decode_video(clip, 4, decoder=decoder), 4, 24, 40, "center_crop_resize")
+    expected = [frames[min(i, count - 1)].transpose(2, 0, 1) for i in range(4)]
+    np.testing.assert_array_equal(tchw, np.stack(expected))
+
+
+@pytest.mark.parametrize(("fps", "step"), [(25, 3), (30, 4)])
+def test_frame_rate_stride_follows_the_clips_own_rate(tmp_path: Path, fps: int, step: int) -> None:
+    frames = random_clip(np.random.default_rng(fps), 14, 16, 16)
+    clip = write_video(tmp_path / "clip.mov", frames, fps=fps)
+    decoded = decode_video(clip, 4, frame_rate=8.0, decoder="pyav")
+    assert len(decoded) == 4
+    for got, index in zip(decoded, range(0, 4 * step, step)):
+        np.testing.assert_array_equal(got, frames[index])
+
+
+def test_a_decode_error_before_the_last_wanted_frame_drops_the_whole_clip(tmp_path: Path) -> None:
+    clip = write_video(tmp_path / "clip.mov", random_clip(np.random.default_rng(9), 6, 32, 32))
+    with av.open(str(clip)) as container:
+        packets = [p for p in container.demux(video=0) if p.size]
+    damaged = bytearray(clip.read_bytes())
+    target = packets[3]
+    damaged[target.pos + 8: target.pos + target.size] = bytes(target.size - 8)  # keep the PNG signature, zero the rest
+    path = tmp_path / "damaged.mov"
+    path.write_bytes(bytes(damaged))
+    assert len(decode_video(path, 2, decoder="pyav")) == 2  # the damage lies after the frames wanted
+    with pytest.raises(DecodeError) as caught:
+        decode_video(path, 6, decoder="pyav")
+    assert caught.value.reason == "decode error mid-clip"
