@@ -117,7 +117,7 @@ def test_discovery_finds_folders_archives_and_parquet_with_modality(tmp_path: Pa
     _write_tar(tmp_path / "synthetic" / "gen.tar.gz", members, "w:gz")
     (tmp_path / "semisynthetic").mkdir()
     _write_parquet(tmp_path / "semisynthetic" / "inpaint.parquet", members, "struct")
-    (tmp_path / "notes").mkdir()  # not a media type: ignored
+    (tmp_path / "notes.txt").write_text("loose files beside the media-type folders are not datasets")
     found = {d.name: d for d in discover_datasets(tmp_path)}
     assert set(found) == {"photos", "wrapped", "gen", "inpaint"}
     assert found["wrapped"].source_format == "zip" and found["wrapped"].path.name == "only.zip"
@@ -128,10 +128,35 @@ def test_discovery_finds_folders_archives_and_parquet_with_modality(tmp_path: Pa
 
 
 def test_discovery_of_an_empty_tree_says_what_layout_is_expected(tmp_path: Path) -> None:
-    (tmp_path / "random").mkdir()
+    (tmp_path / ".cache").mkdir()
     with pytest.raises(InputError) as caught:
         discover_datasets(tmp_path)
-    assert "<real|synthetic|semisynthetic>" in caught.value.one_line()
+    assert "<real|synthetic|semisynthetic|rendered>" in caught.value.one_line()
+
+
+@pytest.mark.parametrize("folder", ["fake", "Synthetic", "reals"])
+def test_an_unknown_media_type_folder_is_an_error_naming_it(tmp_path: Path, folder: str) -> None:
+    for media_type in ("real", folder):
+        (tmp_path / media_type / "set").mkdir(parents=True)
+        (tmp_path / media_type / "set" / "a.png").write_bytes(next(iter(_images(1).values())))
+    with pytest.raises(InputError) as caught:
+        discover_datasets(tmp_path)
+    line = caught.value.one_line()
+    assert folder in line and "real, synthetic, semisynthetic, rendered" in line
+
+
+def test_unscored_files_are_counted_with_a_reason(tmp_path: Path) -> None:
+    members = _images(2)
+    (tmp_path / "real" / "photos").mkdir(parents=True)
+    for name, data in members.items():
+        (tmp_path / "real" / "photos" / name).write_bytes(data)
+    (tmp_path / "real" / "photos" / "scan.tif").write_bytes(b"II*\x00")
+    (tmp_path / "real" / "photos" / "readme.md").write_text("x")
+    (tmp_path / "real" / "photos" / "clip.mp4").write_bytes(b"\x00")
+    listing = list_samples(discover_datasets(tmp_path)[0])
+    assert len(listing.keys) == 2
+    assert listing.ignored == {".tif is not an extension the evaluator reads (rename to .tiff)": 1,
+                               "not a media file": 1, "not an image file": 1}
 
 
 def test_yaml_declares_datasets_relative_to_itself(tmp_path: Path) -> None:

@@ -28,9 +28,17 @@ import yaml
 
 from discriminator.errors import InputError, UsageError
 
-MEDIA_TYPES = ("real", "synthetic", "semisynthetic")
+#: `rendered` (CGI footage) is scored as real by the newest evaluator; see `class_label` for the other reading.
+MEDIA_TYPES = ("real", "synthetic", "semisynthetic", "rendered")
 #: The binary label each media type gives its samples (AI is the positive class).
-LABELS = {"real": 0, "synthetic": 1, "semisynthetic": 1}
+LABELS = {"real": 0, "synthetic": 1, "semisynthetic": 1, "rendered": 0}
+#: The multiclass label (current-contract §5): real 0, synthetic 1, semisynthetic 2.
+CLASS_LABELS = {"real": 0, "synthetic": 1, "semisynthetic": 2, "rendered": 0}
+#: How `rendered` is read: as real (newest evaluator code, the default) or as a fourth class (September mining guide).
+RENDERED_READINGS = ("real", "fourth-class")
+#: Extensions the evaluator does not read but a miner may expect it to, with what to do.
+UNREAD_EXTENSIONS = {".tif": "rename to .tiff", ".jfif": "rename to .jpg", ".heic": "convert to .jpg or .png",
+                     ".avif": "convert to .png or .webp", ".3gp": "convert to .mp4", ".flv": "convert to .mp4"}
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tiff", ".webp"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".wmv", ".webm", ".m4v", ".mpeg", ".mpg"})
 EXTENSIONS = {"image": IMAGE_EXTENSIONS, "video": VIDEO_EXTENSIONS}
@@ -70,6 +78,20 @@ class Dataset:
     @property
     def label(self) -> int:
         return LABELS[self.media_type]
+
+
+def class_label(media_type: str, rendered: str = "real") -> int:
+    """The multiclass label of a media type; `rendered` is real (0) or, read as a fourth class, 3."""
+    if media_type == "rendered" and rendered == "fourth-class":
+        return 3
+    return CLASS_LABELS[media_type]
+
+
+def binary_label(media_type: str, rendered: str = "real") -> int:
+    """The binary label (AI = 1); rendered footage counts as AI only when read as a fourth class."""
+    if media_type == "rendered" and rendered == "fourth-class":
+        return 1
+    return LABELS[media_type]
 
 
 @dataclass
@@ -161,6 +183,10 @@ def discover_datasets(data_dir: Path | str, media_column: str | None = None) -> 
     root = Path(data_dir)
     if not root.is_dir():
         raise InputError(f"{root} is not a folder", "point --data at a folder laid out as <media_type>/<dataset-name>/…")
+    unknown = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in MEDIA_TYPES)
+    if unknown:
+        raise InputError(f"{root}: unknown media-type folder(s) {', '.join(unknown)} would not be scored",
+                         f"name each folder one of {', '.join(MEDIA_TYPES)} (lower case), or move it out of {root}")
     datasets = []
     for media_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name in MEDIA_TYPES):
         for entry in sorted(media_dir.iterdir()):
@@ -265,7 +291,13 @@ def list_samples(dataset: Dataset) -> Listing:
         if modality == dataset.modality:
             keys.append(name)
         else:
-            reason = f"not a {dataset.modality} file" if modality else "not a media file"
+            suffix = PurePosixPath(name).suffix.lower()
+            if modality:
+                reason = f"not {'an' if dataset.modality == 'image' else 'a'} {dataset.modality} file"
+            elif suffix in UNREAD_EXTENSIONS:
+                reason = f"{suffix} is not an extension the evaluator reads ({UNREAD_EXTENSIONS[suffix]})"
+            else:
+                reason = "not a media file"
             ignored[reason] = ignored.get(reason, 0) + 1
     return Listing(dataset, sorted(keys), ignored=ignored)
 

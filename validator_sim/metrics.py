@@ -63,6 +63,12 @@ def _argmax_not_0(row: np.ndarray) -> tuple[int, float, np.ndarray]:
     return int(_first_argmax(probs) != 0), float(np.float32(1.0) - probs[0]), probs
 
 
+def _not_real_above_half(row: np.ndarray) -> tuple[int, float, np.ndarray]:
+    probs = softmax(row)
+    p_ai = np.float32(1.0) - probs[0]
+    return int(p_ai > 0.5), float(p_ai), probs
+
+
 def _p0_above_half(row: np.ndarray) -> tuple[int, float, np.ndarray]:
     probs = softmax(row)
     return int(probs[0] > 0.5), float(probs[0]), probs
@@ -80,6 +86,7 @@ DECISION_RULES = {
     "argmax_is_1": _argmax_is_1,
     "argmax_not_0": _argmax_not_0,
     "p0_above_half": _p0_above_half,
+    "not_real_above_half": _not_real_above_half,
 }
 
 
@@ -189,3 +196,126 @@ def timing_summary(per_sample_ms: Sequence[float]) -> dict[str, float]:
         "avg_inference_time_ms": float(values.mean()),
         "p95_inference_time_ms": float(np.percentile(values, 95, method="linear")),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Today's scoring (current-contract §5): both readings, projection of any head onto K classes,
+# provenance weights. Every function takes per-sample weights (all 1 when none are set).
+# ---------------------------------------------------------------------------------------------
+
+#: Classes the multiclass reading scores for image and video: real 0, synthetic 1, semisynthetic 2.
+MULTICLASS_K = 3
+#: Substrings of a dataset name that make it a provenance class (current-contract §5).
+PROVENANCE_MARKERS = (("holdout", "-holdout-"), ("gasstation", "gasstation"))
+PROVENANCE_CLASSES = ("public", "holdout", "gasstation")
+
+
+def project_probs(probs: Sequence[float] | np.ndarray, p_ai: float, k: int = MULTICLASS_K) -> np.ndarray:
+    """The model's probabilities on exactly `k` classes: one value → [1 − p, p], narrower zero-padded, wider truncated."""
+    row = np.asarray(probs, dtype=np.float64).reshape(-1)
+    if row.size == 1:
+        row = np.array([1.0 - p_ai, p_ai], dtype=np.float64)
+    out = np.zeros(k, dtype=np.float64)
+    out[:min(k, row.size)] = row[:k]
+    return out
+
+
+def provenance_of(dataset_name: str) -> str:
+    """`holdout` for names containing `-holdout-`, `gasstation` for names containing it, else `public`."""
+    lowered = dataset_name.lower()
+    for provenance, marker in PROVENANCE_MARKERS:
+        if marker in lowered:
+            return provenance
+    return "public"
+
+
+def provenance_weights(provenances: Sequence[str], shares: dict[str, float]) -> np.ndarray:
+    """weight = share · N / n_class per sample; a class without a share counts 0; all 1 when every share is 0."""
+    names = list(provenances)
+    if not names or not any(shares.get(p, 0.0) for p in PROVENANCE_CLASSES):
+        return np.ones(len(names), dtype=np.float64)
+    total = len(names)
+    counts = {p: names.count(p) for p in set(names)}
+    return np.array([shares.get(p, 0.0) * total / counts[p] for p in names], dtype=np.float64)
+
+
+def gorodkin_rk(confusion_matrix: np.ndarray) -> float:
+    """Gorodkin's R_K over a (weighted) K×K confusion matrix, rows = true class; 0 when undefined."""
+    c = np.asarray(confusion_matrix, dtype=np.float64)
+    n = c.sum()
+    t, p = c.sum(axis=1), c.sum(axis=0)
+    denominator = math.sqrt(max(0.0, (n * n - float(p @ p)) * (n * n - float(t @ t))))
+    if denominator == 0:
+        return 0.0
+    return float((n * np.trace(c) - float(t @ p)) / denominator)
+
+
+def weighted_confusion(labels: Sequence[int], preds: Sequence[int], weights: np.ndarray, k: int) -> np.ndarray:
+    """K×K matrix of summed weights, rows = true class, columns = predicted class."""
+    c = np.zeros((k, k), dtype=np.float64)
+    np.add.at(c, (np.asarray(labels, dtype=np.int64), np.asarray(preds, dtype=np.int64)), weights)
+    return c
+
+
+def sn34_from(mcc: float, brier_score: float, baseline: float, scored: bool = True) -> float:
+    """sqrt(max(1e-12, m·b)) in [0, 1] with b measured against `baseline`; 0.0 when nothing was scored."""
+    if not scored:
+        return 0.0
+    m = min(1.0, max(0.0, (mcc + 1) / 2)) ** MCC_EXPONENT
+    calibration = (baseline - brier_score) / baseline
+    b = calibration ** BRIER_EXPONENT if calibration > 0 else 0.0  # NaN compares False: b = 0
+    return min(1.0, max(0.0, math.sqrt(max(SCORE_FLOOR_SQUARED, m * b))))
+
+
+def score_samples(binary_labels: Sequence[int], binary_preds: Sequence[int], p_ai: Sequence[float],
+                  class_labels: Sequence[int], class_probs: np.ndarray, weights: np.ndarray | None = None,
+                  k: int = MULTICLASS_K) -> dict[str, Any]:
+    """Both sn34 readings and their parts for one set of scored samples (current-contract §5).
+
+    `class_probs` is [N, k] (already projected); the multiclass prediction is its argmax
+    (ties to the lower index). Accuracy compares that argmax with the class label.
+    """
+    y = np.asarray(binary_labels, dtype=np.int64)
+    n = y.size
+    w = np.ones(n, dtype=np.float64) if weights is None else np.asarray(weights, dtype=np.float64)
+    scored = n > 0 and w.sum() > 0
+    probs = np.asarray(class_probs, dtype=np.float64).reshape(n, k)
+    labels_k = np.asarray(class_labels, dtype=np.int64)
+    preds_k = np.argmax(probs, axis=1) if n else np.zeros(0, dtype=np.int64)
+    if scored:
+        binary = weighted_confusion(y, binary_preds, w, 2)
+        b_mcc = _binary_mcc_of(binary)
+        b_brier = float(np.sum(w * (_clipped(p_ai) - y) ** 2) / w.sum())
+        multi = weighted_confusion(labels_k, preds_k, w, k)
+        g_mcc = gorodkin_rk(multi)
+        onehot = np.eye(k)[labels_k]
+        m_brier = float(np.sum(w * np.sum((probs - onehot) ** 2, axis=1)) / w.sum())
+        acc = float(np.sum(w * (preds_k == labels_k)) / w.sum())
+    else:
+        multi = np.zeros((k, k))
+        b_mcc = g_mcc = 0.0
+        b_brier, m_brier, acc = BRIER_BASELINE, (k - 1) / k, 0.0
+    recall = {}
+    for cls in range(k):
+        mask = labels_k == cls
+        recall[cls] = float(np.sum(w[mask] * (preds_k[mask] == cls)) / w[mask].sum()) if mask.any() and w[mask].sum() else None
+    return {
+        "samples": n,
+        "accuracy": acc,
+        "binary_mcc": b_mcc,
+        "binary_brier": b_brier,
+        "binary_sn34_score": sn34_from(b_mcc, b_brier, BRIER_BASELINE, scored),
+        "gorodkin_mcc": g_mcc,
+        "multiclass_brier": m_brier,
+        "multiclass_sn34_score": sn34_from(g_mcc, m_brier, (k - 1) / k, scored),
+        "per_class_recall": recall,
+        "multiclass_confusion": multi.tolist(),
+    }
+
+
+def _binary_mcc_of(c: np.ndarray) -> float:
+    tn, fp, fn, tp = c[0, 0], c[0, 1], c[1, 0], c[1, 1]
+    denominator = math.sqrt(float(tp + fp) * float(tp + fn) * float(tn + fp) * float(tn + fn))
+    if denominator == 0:
+        return 0.0
+    return float((tp * tn - fp * fn) / denominator)

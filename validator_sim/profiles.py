@@ -17,7 +17,7 @@ from discriminator.errors import UsageError
 #: How an image or frame reaches the model's H×W (contract §2 and §7).
 ResizeMethod = Literal["shortest_edge_center_crop", "center_crop_resize"]
 #: How one row of logits becomes (predicted AI?, p(AI)) — see `validator_sim.metrics.decide`.
-DecisionRule = Literal["always_ai", "sigmoid", "argmax_is_1", "argmax_not_0", "p0_above_half"]
+DecisionRule = Literal["always_ai", "sigmoid", "argmax_is_1", "argmax_not_0", "p0_above_half", "not_real_above_half"]
 #: What the validator did when `session.run` raised for a batch.
 FailurePolicy = Literal["abort_dataset", "error_rows", "invalidate_run"]
 #: Which library decodes video (see `validator_sim.decode`).
@@ -84,7 +84,7 @@ PROFILES: dict[str, Profile] = {
                         "multiclass sn34, any inference failure voids the run (current-contract)",
             resize="center_crop_resize",
             frame_rate_stepping=True,
-            decision_rules={1: "sigmoid", 2: "argmax_is_1", 3: "argmax_not_0", 4: "argmax_not_0"},
+            decision_rules={1: "sigmoid", 2: "not_real_above_half", 3: "not_real_above_half", 4: "not_real_above_half"},
             on_batch_failure={"image": "invalidate_run", "video": "invalidate_run"},
             video_decoder="pyav",
             default_scoring="multiclass",
