@@ -31,8 +31,10 @@ from discriminator.spec import DetectorSpec
 from validator_sim.datasets import Dataset, Listing, choose_samples, iter_payloads, list_samples
 from validator_sim.decode import DecodeError, decode_image, decode_video, video_decoder
 from validator_sim.metrics import decide_with_probs
+from validator_sim.pixel_cache import PixelCache, pixel_recipe
 from validator_sim.preprocess import clip_to_tchw, image_to_chw
 from validator_sim.profiles import DEFAULT_PROFILE, Profile, get_profile
+from validator_sim.sample_feed import SampleFeed
 from validator_sim.session import ModelIO, create_session, default_threads, read_model_io, run_batch
 
 
@@ -82,7 +84,8 @@ class RunState:
     spec: DetectorSpec | None
     session_settings: dict[str, Any]
     batch_size: int
-    decode_workers: int
+    #: None: SampleFeed chooses the count by measurement.
+    decode_workers: int | None
     seed: int
     max_per_dataset: int | None
     frame_rate: float | None
@@ -98,6 +101,10 @@ class RunState:
     completed: bool = True
     finished_at: datetime | None = None
     wall_s: float = 0.0
+    #: In front of decoding (None: decode every sample).
+    pixel_cache: PixelCache | None = None
+    #: The decode split and the cache's work (SampleFeed.report()), merged into results["kit"].
+    feed_report: dict[str, Any] = field(default_factory=dict)
     inference_s: float = 0.0
 
 
@@ -218,6 +225,7 @@ def run_bench(
     threads: int | None = None,
     decode_workers: int | None = None,
     frame_rate: float | None = None,
+    pixel_cache: PixelCache | None = None,
     out_dir: Path | str | None = None,
     force: bool = False,
     write: bool = True,
@@ -245,7 +253,6 @@ def run_bench(
     artifact = load_artifact(model_path)
     model_name = artifact.spec.name if artifact.spec else Path(artifact.onnx_name).stem
     threads = threads or default_threads()
-    decode_workers = decode_workers or max(1, default_threads() // 2)
     target_dir = None
     if write:
         target_dir = prepare_out_dir(Path(out_dir) if out_dir else default_out_dir(model_name, started), force)
@@ -279,7 +286,7 @@ def run_bench(
         spec=artifact.spec, session_settings=session_settings,
         batch_size=batch_size or profile.batch_size_for(model_io.modality), decode_workers=decode_workers,
         seed=seed, max_per_dataset=max_per_dataset, frame_rate=frame_rate, plans=plans, started_at=started,
-        warnings=warnings,
+        warnings=warnings, pixel_cache=pixel_cache,
     )
     for plan in plans:
         if plan.error:
@@ -288,6 +295,7 @@ def run_bench(
             state.warnings.append(f"dataset {plan.dataset.name} has no {model_io.modality} samples")
     _score(state, session, on_progress)
     results = build_results(state)
+    results["kit"].update(state.feed_report)
     paths = write_reports(target_dir, results, state.records) if target_dir else {}
     return BenchResult(results=results, records=state.records, out_dir=target_dir, paths=paths)
 
@@ -305,9 +313,12 @@ def _score(state: RunState, session: Any, on_progress: Callable[[int, int], None
     failed_batches: dict[str, int] = {}
     stop = threading.Event()
     batches: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
-    pool = ThreadPoolExecutor(max_workers=state.decode_workers, thread_name_prefix="sim-decode")
+    feed = SampleFeed(prepare, cores=default_threads(), decode_workers=state.decode_workers, cache=state.pixel_cache,
+                      recipe=pixel_recipe(prepare_sample, profile, model_io.modality, model_io.height, model_io.width,
+                                          model_io.frames, state.frame_rate))
+    pool = ThreadPoolExecutor(max_workers=feed.max_workers, thread_name_prefix="sim-decode")
     producer = threading.Thread(target=_produce, name="sim-producer", daemon=True,
-                                args=(state.plans, state.batch_size, pool, batches, stop, prepare))
+                                args=(state.plans, state.batch_size, pool, batches, stop, feed.prepare))
     wall_start = time.perf_counter()
     producer.start()
     try:
@@ -331,7 +342,9 @@ def _score(state: RunState, session: Any, on_progress: Callable[[int, int], None
                     keys.append(key)
                     arrays.append(prepared)
             if arrays:
+                inferred_s = state.inference_s
                 _infer_batch(state, session, plan, keys, np.stack(arrays), failed_batches)
+                feed.observe_inference(state.inference_s - inferred_s, len(arrays))
             done += len(pending)
             if on_progress:
                 on_progress(done, total)
@@ -342,6 +355,7 @@ def _score(state: RunState, session: Any, on_progress: Callable[[int, int], None
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
         producer.join(timeout=5)
+        state.feed_report = feed.report()
         state.wall_s = time.perf_counter() - wall_start
         state.finished_at = datetime.now(timezone.utc)
     for name, count in failed_batches.items():

@@ -1,0 +1,462 @@
+"""A disk cache of preprocessed pixels, so re-benching (or re-training) on the same data skips decoding.
+
+Each entry is the exact uint8 tensor the pipeline would feed the model for one sample
+(`[3,H,W]` or `[T,3,H,W]`), or the `DecodeError` that dropped it. An entry is found by
+two digests:
+
+* the **recipe**: everything besides the media bytes that decides the pixels — the
+  whole profile record, modality, H×W, T, frame rate, the preparing function's name and
+  the source of it and of the decode/preprocess modules, and `decoder_versions()`.
+  Changing any of them gives a new recipe, so stale pixels are never reused;
+* the **media**: sha256 of the sample's bytes (a file is read and hashed, archive and
+  parquet members are hashed as read).
+
+Layout under the cache folder (default `~/.cache/sn34-kit/pixels`, `$XDG_CACHE_HOME`
+respected, `$KIT_CACHE_DIR` replaces `~/.cache/sn34-kit`)::
+
+    pixels/CACHEDIR.TAG
+    pixels/<recipe digest>/recipe.json               # what the recipe was, for `kit cache info`
+    pixels/<recipe digest>/<ab>/<media digest>.npy   # the pixels, read back memory-mapped
+    pixels/<recipe digest>/<ab>/<media digest>.err   # {"reason", "detail"} of a dropped sample
+
+Entries are written to a temporary name in the same folder and renamed into place
+(`os.replace`), so an interrupted run never leaves a partial entry under a real name;
+an entry that still fails to load (or has the wrong shape) counts as a miss and is
+deleted. Reading an entry refreshes its mtime, and the cache is trimmed oldest-first to
+90 % of its size limit (`$KIT_CACHE_SIZE`, default 10 GiB) whenever a write takes it over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from discriminator.errors import UsageError
+from validator_sim import decode, preprocess
+from validator_sim.decode import DecodeError, MediaSource, decoder_versions
+from validator_sim.profiles import Profile
+
+#: Bumped when the on-disk layout changes; part of every recipe.
+CACHE_FORMAT = 1
+DEFAULT_LIMIT_BYTES = 10 * 1024**3
+#: A trim brings the cache down to this fraction of its limit, so it is not rescanned after every write.
+TRIM_TO = 0.9
+#: Temporary files older than this are leftovers of a killed process and are removed by a trim.
+STALE_TEMP_S = 3600.0
+#: An entry's mtime is refreshed on a hit only when older than this, to spare metadata writes.
+TOUCH_AFTER_S = 60.0
+PIXELS_SUFFIX = ".npy"
+ERROR_SUFFIX = ".err"
+RECIPE_NAME = "recipe.json"
+TAG_NAME = "CACHEDIR.TAG"
+TAG_TEXT = ("Signature: 8a477f597d28d172789f06886806bc55\n"
+            "# sn34-kit pixel cache: preprocessed samples for kit bench / kit train. Safe to delete.\n")
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2,
+               "g": 1024**3, "gb": 1024**3, "gib": 1024**3, "t": 1024**4, "tb": 1024**4, "tib": 1024**4}
+
+Prepared = np.ndarray | DecodeError
+PrepareFn = Callable[[MediaSource], Prepared]
+
+
+def parse_size(text: str) -> int:
+    """Bytes from `10G`, `512MiB`, `2.5 GB` or a plain number (units are powers of 1024)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _SIZE_UNITS:
+        raise UsageError(f"cache size {text!r} is not a size", "write it like 10G, 500M or 2.5GiB")
+    size = int(float(match.group(1)) * _SIZE_UNITS[unit])
+    if size < 1:
+        raise UsageError(f"cache size {text!r} is zero", "pass a positive size, or --no-cache to bypass the cache")
+    return size
+
+
+def format_size(size: int) -> str:
+    """`123 B`, `4.5 MiB`, `10.0 GiB`."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def default_cache_dir() -> Path:
+    """`$KIT_CACHE_DIR/pixels`, else `$XDG_CACHE_HOME/sn34-kit/pixels`, else `~/.cache/sn34-kit/pixels`."""
+    if os.environ.get("KIT_CACHE_DIR"):
+        return Path(os.environ["KIT_CACHE_DIR"]).expanduser() / "pixels"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "sn34-kit" / "pixels"
+
+
+def default_limit_bytes() -> int:
+    """`$KIT_CACHE_SIZE` when set, else 10 GiB."""
+    text = os.environ.get("KIT_CACHE_SIZE")
+    return parse_size(text) if text else DEFAULT_LIMIT_BYTES
+
+
+def cache_disabled_by_env() -> bool:
+    """`KIT_NO_CACHE=1` turns the cache off for every command (`kit bench --no-cache` does it for one run)."""
+    return os.environ.get("KIT_NO_CACHE", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@lru_cache(maxsize=None)
+def _code_digest(function_source: str) -> str:
+    """sha256 of a preparing function's source and of the modules whose code decides its pixels."""
+    digest = hashlib.sha256(function_source.encode())
+    for module in (decode, preprocess):
+        digest.update(Path(inspect.getfile(module)).read_bytes())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class PixelRecipe:
+    """Everything besides the media bytes that decides a sample's pixels; its digest names a cache folder."""
+
+    modality: str
+    height: int
+    width: int
+    #: Frames per clip (video only).
+    frames: int | None
+    frame_rate: float | None
+    #: The profile record, field by field.
+    profile: dict[str, Any]
+    #: `module.qualname` of the function that turns media bytes into the tensor.
+    function: str
+    #: sha256 of that function's source and of validator_sim/decode.py and preprocess.py.
+    code: str
+    decoders: dict[str, str]
+    format: int = CACHE_FORMAT
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        if self.modality == "image":
+            return (3, self.height, self.width)
+        assert self.frames is not None
+        return (self.frames, 3, self.height, self.width)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:32]
+
+    def describe(self) -> str:
+        frames = f" T={self.frames}" if self.frames else ""
+        rate = f" at {self.frame_rate:g} fps" if self.frame_rate else ""
+        return f"{self.profile.get('name', '?')} {self.modality} {self.height}×{self.width}{frames}{rate}"
+
+
+def pixel_recipe(function: Callable[..., Any], profile: Profile, modality: str, height: int, width: int,
+                 frames: int | None, frame_rate: float | None) -> PixelRecipe:
+    """The recipe of samples prepared by `function` under `profile` for a model taking `modality` at H×W (×T)."""
+    return PixelRecipe(
+        modality=modality, height=height, width=width, frames=frames if modality == "video" else None,
+        frame_rate=frame_rate, profile=json.loads(json.dumps(dataclasses.asdict(profile), default=str)),
+        function=f"{function.__module__}.{function.__qualname__}",
+        code=_code_digest(inspect.getsource(function)), decoders=decoder_versions(),
+    )
+
+
+def media_digest(source: MediaSource) -> str:
+    """sha256 of a sample's bytes (a path is read from disk). Raises OSError for an unreadable file."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return hashlib.sha256(source).hexdigest()
+    with open(source, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+@dataclass
+class CacheStats:
+    """What one process did with the cache."""
+
+    hits: int = 0
+    misses: int = 0
+    #: Hits that were cached decode errors.
+    error_hits: int = 0
+    stored: int = 0
+    bytes_stored: int = 0
+    evicted: int = 0
+    #: Entries found damaged (cut short, wrong shape) and deleted.
+    damaged: int = 0
+    #: Why writing stopped (disk full, permissions), if it did.
+    write_failure: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class RecipeUsage:
+    """One recipe folder, as `kit cache info` lists it."""
+
+    description: str
+    entries: int
+    errors: int
+    size: int
+    last_used: float
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    """What `kit cache info` prints."""
+
+    location: Path
+    limit: int
+    entries: int
+    errors: int
+    size: int
+    recipes: list[RecipeUsage] = field(default_factory=list)
+
+
+class PixelCache:
+    """Preprocessed samples on disk, bounded in size; safe to share between threads and processes."""
+
+    def __init__(self, root: Path | str | None = None, limit_bytes: int | None = None):
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self.limit_bytes = default_limit_bytes() if limit_bytes is None else limit_bytes
+        if self.limit_bytes < 1:
+            raise UsageError(f"cache size must be positive, got {self.limit_bytes}", "pass e.g. --cache-size 10G")
+        self.stats = CacheStats()
+        self._lock = threading.Lock()
+        #: Bytes on disk as last scanned plus what this process wrote since; None until the first write.
+        self._usage: int | None = None
+        self._ready_recipes: set[str] = set()
+
+    # -- entries -------------------------------------------------------------------------------------
+
+    def _entry_base(self, recipe: PixelRecipe, digest: str) -> Path:
+        return self.root / recipe.digest / digest[:2] / digest
+
+    def lookup(self, recipe: PixelRecipe, digest: str) -> Prepared | None:
+        """The cached pixels (read-only, memory-mapped) or DecodeError of a sample; None on a miss."""
+        base = self._entry_base(recipe, digest)
+        pixels_path = base.with_suffix(PIXELS_SUFFIX)
+        try:
+            pixels = np.load(pixels_path, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            return self._lookup_error(base.with_suffix(ERROR_SUFFIX))
+        except (OSError, ValueError, EOFError):  # cut short or garbled: np.load checks the header and the length
+            return self._drop_damaged(pixels_path)
+        if pixels.shape != recipe.sample_shape or pixels.dtype != np.uint8:
+            return self._drop_damaged(pixels_path)
+        self._touch(pixels_path)
+        with self._lock:
+            self.stats.hits += 1
+        return pixels
+
+    def _lookup_error(self, path: Path) -> DecodeError | None:
+        try:
+            record = json.loads(path.read_text())
+            error = DecodeError(str(record["reason"]), str(record.get("detail", "")))
+        except FileNotFoundError:
+            with self._lock:
+                self.stats.misses += 1
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            return self._drop_damaged(path)
+        self._touch(path)
+        with self._lock:
+            self.stats.hits += 1
+            self.stats.error_hits += 1
+        return error
+
+    def _drop_damaged(self, path: Path) -> None:
+        try:
+            path.unlink()
+        except OSError:
+            pass
+        with self._lock:
+            self.stats.damaged += 1
+            self.stats.misses += 1
+        return None
+
+    @staticmethod
+    def _touch(path: Path) -> None:
+        try:
+            if time.time() - path.stat().st_mtime > TOUCH_AFTER_S:
+                os.utime(path)
+        except OSError:
+            pass
+
+    def store(self, recipe: PixelRecipe, digest: str, value: Prepared) -> None:
+        """Write one sample's pixels or decode error atomically; a failing disk turns writing off, not the run."""
+        if self.stats.write_failure is not None:
+            return
+        base = self._entry_base(recipe, digest)
+        if isinstance(value, DecodeError):
+            path = base.with_suffix(ERROR_SUFFIX)
+            payload: bytes | None = json.dumps({"reason": value.reason, "detail": value.detail}).encode()
+            size = len(payload)
+        else:
+            if value.shape != recipe.sample_shape or value.dtype != np.uint8:
+                raise ValueError(f"pixels of shape {value.shape} {value.dtype} do not fit recipe {recipe.describe()}")
+            path, payload, size = base.with_suffix(PIXELS_SUFFIX), None, value.nbytes + 128
+        if size > self.limit_bytes:
+            return
+        temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            self._prepare_recipe_dir(recipe)
+            path.parent.mkdir(exist_ok=True)
+            with open(temp, "wb") as handle:
+                if payload is not None:
+                    handle.write(payload)
+                else:
+                    np.lib.format.write_array(handle, np.ascontiguousarray(value), allow_pickle=False)
+            os.replace(temp, path)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            with self._lock:
+                self.stats.write_failure = f"{exc.strerror or exc} ({exc.filename or self.root})"
+            return
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        with self._lock:
+            self.stats.stored += 1
+            self.stats.bytes_stored += size
+            self._usage = self._scan_usage() if self._usage is None else self._usage + size
+            over = self._usage > self.limit_bytes
+        if over:
+            self.trim()
+
+    def _prepare_recipe_dir(self, recipe: PixelRecipe) -> None:
+        if recipe.digest in self._ready_recipes:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        tag = self.root / TAG_NAME
+        if not tag.exists():
+            tag.write_text(TAG_TEXT)
+        folder = self.root / recipe.digest
+        folder.mkdir(exist_ok=True)
+        recipe_path = folder / RECIPE_NAME
+        if not recipe_path.exists():
+            temp = folder / f".{RECIPE_NAME}.{os.getpid()}.{threading.get_ident()}.tmp"
+            temp.write_text(recipe.to_json())
+            os.replace(temp, recipe_path)
+        self._ready_recipes.add(recipe.digest)
+
+    def cached(self, prepare: PrepareFn, recipe: PixelRecipe) -> PrepareFn:
+        """`prepare` behind the cache: the same result for every payload, decoded only on a miss."""
+
+        def prepare_cached(payload: MediaSource) -> Prepared:
+            try:
+                digest = media_digest(payload)
+            except OSError:  # unreadable now, perhaps not later: `prepare` reports it, uncached
+                return prepare(payload)
+            hit = self.lookup(recipe, digest)
+            if hit is not None:
+                return hit
+            value = prepare(payload)
+            self.store(recipe, digest, value)
+            return value
+
+        return prepare_cached
+
+    # -- size ----------------------------------------------------------------------------------------
+
+    def _entries(self) -> list[tuple[float, int, Path]]:
+        """(mtime, size, path) of every entry; removes temporary files left by killed processes."""
+        found: list[tuple[float, int, Path]] = []
+        if not self.root.is_dir():
+            return found
+        now = time.time()
+        for recipe_dir in self.root.iterdir():
+            if not (recipe_dir / RECIPE_NAME).is_file():
+                continue
+            for shard in recipe_dir.iterdir():
+                if not shard.is_dir():
+                    continue
+                for entry in os.scandir(shard):
+                    try:
+                        info = entry.stat()
+                    except OSError:
+                        continue
+                    if entry.name.endswith(".tmp"):
+                        if now - info.st_mtime > STALE_TEMP_S:
+                            Path(entry.path).unlink(missing_ok=True)
+                    elif entry.name.endswith((PIXELS_SUFFIX, ERROR_SUFFIX)):
+                        found.append((info.st_mtime, info.st_size, Path(entry.path)))
+        return found
+
+    def _scan_usage(self) -> int:
+        return sum(size for _, size, _ in self._entries())
+
+    def trim(self, limit_bytes: int | None = None) -> int:
+        """Delete least recently used entries until at most 90 % of the limit is held (when over it); returns how many."""
+        limit = self.limit_bytes if limit_bytes is None else limit_bytes
+        with self._lock:
+            entries = sorted(self._entries())
+            total = sum(size for _, size, _ in entries)
+            removed = 0
+            if total > limit:
+                target = int(limit * TRIM_TO)
+                for _, size, path in entries:
+                    if total <= target:
+                        break
+                    try:
+                        path.unlink()
+                    except FileNotFoundError:
+                        pass
+                    except OSError:
+                        continue
+                    total -= size
+                    removed += 1
+            self._usage = total
+            self.stats.evicted += removed
+        return removed
+
+    # -- kit cache info | clear ------------------------------------------------------------------------
+
+    def info(self) -> CacheInfo:
+        """Location, limit and what the cache holds, per recipe (most recently used first)."""
+        by_recipe: dict[Path, list[tuple[float, int, Path]]] = {}
+        for entry in self._entries():
+            by_recipe.setdefault(entry[2].parent.parent, []).append(entry)
+        recipes = []
+        for folder, entries in by_recipe.items():
+            try:
+                description = PixelRecipe(**json.loads((folder / RECIPE_NAME).read_text())).describe()
+            except (OSError, ValueError, TypeError):
+                description = f"{folder.name} (unreadable recipe)"
+            recipes.append(RecipeUsage(
+                description=description, entries=len(entries),
+                errors=sum(1 for _, _, p in entries if p.suffix == ERROR_SUFFIX),
+                size=sum(size for _, size, _ in entries), last_used=max(mtime for mtime, _, _ in entries)))
+        recipes.sort(key=lambda r: r.last_used, reverse=True)
+        return CacheInfo(location=self.root, limit=self.limit_bytes, entries=sum(r.entries for r in recipes),
+                         errors=sum(r.errors for r in recipes), size=sum(r.size for r in recipes), recipes=recipes)
+
+    def clear(self) -> tuple[int, int]:
+        """Delete every entry (only folders this cache made); returns (entries, bytes) removed."""
+        entries = self._entries()
+        if self.root.is_dir():
+            for folder in self.root.iterdir():
+                if (folder / RECIPE_NAME).is_file():
+                    shutil.rmtree(folder, ignore_errors=True)
+        with self._lock:
+            self._usage = 0
+            self._ready_recipes.clear()
+        return len(entries), sum(size for _, size, _ in entries)
+
+
+def open_cache(enabled: bool = True, size: str | None = None) -> PixelCache | None:
+    """The default pixel cache (limit `size` such as "10G", else `$KIT_CACHE_SIZE`), or None when
+    `enabled` is false or `KIT_NO_CACHE` is set."""
+    if not enabled or cache_disabled_by_env():
+        return None
+    return PixelCache(limit_bytes=parse_size(size) if size is not None else None)

@@ -1,0 +1,105 @@
+"""The decode side of `kit bench`'s pipeline: the pixel cache in front of decoding, and how many workers decode.
+
+onnxruntime keeps every core (its intra-op threads sleep while it waits for a batch).
+The decode pool has one thread per core, but only `active` of them decode at a time,
+and `active` is chosen from the work itself: after every batch the feed compares the
+running mean of the wall time one worker spends per sample (decoding, or reading the
+cache) with the inference time per sample, and lets ceil(decode / inference) workers
+run — as many as it takes for decoding to keep up with inference, and no more, so the
+extra decoders do not take cores from onnxruntime while it has a batch to run.
+Cached samples cost almost nothing to "decode", so a cached run drops to one worker
+and gives inference the machine. `--decode-workers N` fixes the count instead.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any
+
+from validator_sim.decode import MediaSource
+from validator_sim.pixel_cache import PixelCache, PixelRecipe, Prepared, PrepareFn
+
+#: Weight of the newest sample in the running means (about the last 10 samples count).
+SMOOTHING = 0.1
+
+
+class SampleFeed:
+    """`prepare` for the decode pool: cached when a cache is given, gated to the chosen number of workers."""
+
+    def __init__(self, prepare: PrepareFn, *, cores: int, decode_workers: int | None = None,
+                 cache: PixelCache | None = None, recipe: PixelRecipe | None = None):
+        if cache is not None and recipe is None:
+            raise ValueError("a pixel cache needs the recipe of the pixels it holds")
+        self._prepare = cache.cached(prepare, recipe) if cache is not None and recipe is not None else prepare
+        self.cache = cache
+        self.fixed = decode_workers is not None
+        #: Threads in the decode pool.
+        self.max_workers = decode_workers or max(1, cores)
+        #: How many of them may decode at once; starts wide so the first batch arrives soonest.
+        self.active = self.max_workers
+        self.decode_s_per_sample: float | None = None
+        self.inference_s_per_sample: float | None = None
+        self._used = {self.active}
+        self._inference_batches = 0
+        self._cond = threading.Condition()
+        self._running = 0
+        self._next_ticket = 0
+        self._turn = 0
+
+    def prepare(self, payload: MediaSource) -> Prepared:
+        """One sample's pixels or DecodeError; waits (first come, first served) while `active` workers are busy."""
+        with self._cond:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            while ticket != self._turn or self._running >= self.active:
+                self._cond.wait()
+            self._turn += 1
+            self._running += 1
+            self._cond.notify_all()
+        started = time.perf_counter()
+        try:
+            return self._prepare(payload)
+        finally:
+            elapsed = time.perf_counter() - started
+            with self._cond:
+                self._running -= 1
+                self.decode_s_per_sample = _running_mean(self.decode_s_per_sample, elapsed)
+                self._cond.notify_all()
+
+    def observe_inference(self, seconds: float, samples: int) -> None:
+        """Record one batch's inference time and re-balance the decode workers (the first batch is a warm-up)."""
+        self._inference_batches += 1
+        if samples < 1 or seconds <= 0 or self._inference_batches == 1:
+            return
+        with self._cond:
+            self.inference_s_per_sample = _running_mean(self.inference_s_per_sample, seconds / samples)
+            if self.fixed or self.decode_s_per_sample is None:
+                return
+            wanted = math.ceil(self.decode_s_per_sample / self.inference_s_per_sample)
+            self.active = min(self.max_workers, max(1, wanted))
+            self._used.add(self.active)
+            self._cond.notify_all()
+
+    def report(self) -> dict[str, Any]:
+        """The split and the cache's work, for the run's results under `kit`."""
+        def ms(value: float | None) -> float | None:
+            return None if value is None else value * 1000
+
+        return {
+            "decode_workers": self.active,
+            "core_split": {
+                "decode_workers": self.active,
+                "chosen_by": "--decode-workers" if self.fixed else "measurement",
+                "decode_pool_threads": self.max_workers,
+                "decode_workers_used": sorted(self._used),
+                "decode_ms_per_sample": ms(self.decode_s_per_sample),
+                "inference_ms_per_sample": ms(self.inference_s_per_sample),
+            },
+            "pixel_cache": None if self.cache is None else {"location": str(self.cache.root), **self.cache.stats.to_dict()},
+        }
+
+
+def _running_mean(previous: float | None, value: float) -> float:
+    return value if previous is None else previous + SMOOTHING * (value - previous)
