@@ -152,8 +152,7 @@ def video_tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[tup
     (real / "junk.mkv").write_bytes(b"\x1a\x45\xdf\xa3" + b"\x00" * 300)
     gen = root / "synthetic" / "sora"
     gen.mkdir(parents=True)
-    clip_dir = root / "staging"
-    clip_dir.mkdir()
+    clip_dir = tmp_path_factory.mktemp("staging")
     with tarfile.open(gen / "clips.tar", "w") as tf:
         for i in range(5):
             frames = random_clip(rng, int(rng.integers(10, 22)), 40, 30)
@@ -163,7 +162,7 @@ def video_tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[tup
     return root, expected
 
 
-def _check_bit_exact(records: list[dict], expected_pixels: dict, make_sample) -> None:
+def _check_bit_exact(records: list[dict], expected_pixels: dict, make_sample, profile: str = "onnx-2026-02") -> None:
     assert {(r["dataset"], r["sample"]) for r in records} == set(expected_pixels)
     for record in records:
         assert record["status"] == "ok", record
@@ -172,8 +171,12 @@ def _check_bit_exact(records: list[dict], expected_pixels: dict, make_sample) ->
         probs = _softmax32(logits)
         assert np.array_equal(np.array(record["probs"], dtype=np.float32), probs), record["sample"]
         k = len(probs)
-        p_ai = probs[1] if k == 2 else np.float32(1) - probs[0]
-        pred = int(np.argmax(probs) == 1) if k == 2 else int(np.argmax(probs) != 0)
+        if profile == "current":  # current-contract §5: p_ai = 1 − p[0], AI when above one half
+            p_ai = np.float32(1) - probs[0]
+            pred = int(p_ai > 0.5)
+        else:
+            p_ai = probs[1] if k == 2 else np.float32(1) - probs[0]
+            pred = int(np.argmax(probs) == 1) if k == 2 else int(np.argmax(probs) != 0)
         assert np.float32(record["p_ai"]) == p_ai and record["predicted"] == pred
 
 
@@ -384,7 +387,7 @@ def test_current_profile_crops_then_resizes_and_is_bit_exact(tmp_path: Path, ima
         crop = np.ascontiguousarray(pixels[top:top + ch, left:left + cw])
         return cv2.resize(crop, (IMAGE_W, IMAGE_H), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
 
-    _check_bit_exact(rows, {k: v for k, v in expected.items() if k[0] in ("photos", "gen")}, crop_then_resize)
+    _check_bit_exact(rows, {k: v for k, v in expected.items() if k[0] in ("photos", "gen")}, crop_then_resize, "current")
 
 
 def test_target_size_and_frames_are_read_as_the_validator_reads_them(tmp_path: Path, image_tree) -> None:
