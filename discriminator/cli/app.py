@@ -10,6 +10,7 @@ from discriminator import __version__
 from discriminator.cli import build, models
 from discriminator.cli import check, package
 from discriminator.cli import bench
+from discriminator.cli import cache
 from discriminator.cli import data
 from discriminator.cli import train
 from discriminator.cli.common import examples_epilog
@@ -53,6 +54,7 @@ build.register(app)
 check.register(app)
 package.register(app)
 bench.register(app)
+cache.register(app)
 data.register(app)
 train.register(app)
 
