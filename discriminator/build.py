@@ -1,9 +1,15 @@
-"""`kit build` as a library call: resolve → wrap → export → verify by running → write files + manifest.
+"""`kit build` as a library call: resolve → wrap → emit each format → verify by running → files + manifest.
 
-Nothing lands in the output folder until the export has been verified: the work
-happens in a temporary folder beside it and is moved into place at the end, so a
-failed build never leaves a half-written model, and `--force` replaces an old
-model only with one that passed.
+One wrapped `Detector` is built; each requested format emits an artifact from it
+(`FORMATS`): `onnx` (`<modality>_detector.onnx`, verified in onnxruntime against
+PyTorch) and `bundle` (`bundle/` holding model_config.yaml, model.py and
+model.safetensors, loaded in a clean process as the evaluator loads it and
+compared with PyTorch and with the ONNX twin). Nothing lands in the output folder
+until every artifact has been verified: the work happens in a temporary folder
+beside it and is moved into place at the end, so a failed build never leaves a
+half-written model, and `--force` replaces an old build only with one that passed
+— removing the zips packaged from the build it replaces, which would otherwise
+sit beside the new model holding the old one.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import torch
 from discriminator import __version__
 from discriminator.errors import OutputExistsError, UsageError
 from discriminator.export import VerifyReport, check_input_contract, export_onnx, verify_parity
+from discriminator.formats import BUNDLE_DIR, FORMATS, resolve_formats
 from discriminator.export_options import DEFAULT_OPSET
 from discriminator.registry import resolve_backbone
 from discriminator.spec import DEFAULT_CLASS_NAMES, VALIDATOR_DEFAULT_FRAMES, DetectorSpec, write_manifest
@@ -55,26 +62,45 @@ class BuildRequest:
     with_embeddings: bool = False
     #: Passed to the source factory (e.g. `config=` for HF classes built without a download).
     source_options: dict[str, Any] = field(default_factory=dict)
+    #: Artifact formats to emit (see discriminator.formats); None → both for classifiers, onnx for embeddings.
+    formats: tuple[str, ...] | None = None
+    #: The bundle's `dtype` (what the evaluator moves the module to) and the dtype its weights are stored in.
+    dtype: str = "float32"
+    #: Video bundles: `preprocessing.frame_rate` (the evaluator then takes every round(fps / rate)-th frame).
+    frame_rate: float | None = None
 
 
 @dataclass
 class BuildResult:
     spec: DetectorSpec
-    onnx_path: Path
     manifest_path: Path
-    export_seconds: float
     total_seconds: float
-    size_bytes: int
-    sha256: str
-    verify: VerifyReport
     notes: list[str]
     head_trained: bool
+    formats: tuple[str, ...]
+    #: ONNX: the file, its export time, size, sha256 and the onnxruntime-vs-PyTorch report (None without onnx).
+    onnx_path: Path | None = None
+    export_seconds: float = 0.0
+    size_bytes: int = 0
+    sha256: str = ""
+    verify: VerifyReport | None = None
+    #: Bundle: the folder, its files' sha256, size, and the evaluator-style load report (None without bundle).
+    bundle_dir: Path | None = None
+    bundle_files: dict[str, str] = field(default_factory=dict)
+    bundle_size_bytes: int = 0
+    bundle_verify: Any = None
     #: With `with_embeddings`: the `<name>_embed.onnx` and `<name>_class.onnx` files written beside the detector.
     extra_files: list[Path] = field(default_factory=list)
+    #: Zips and records of an earlier build that a forced rebuild removed.
+    removed: list[Path] = field(default_factory=list)
 
     @property
     def max_abs_diff(self) -> float:
-        return self.verify.max_abs_diff
+        return self.verify.max_abs_diff if self.verify else 0.0
+
+    @property
+    def out_dir(self) -> Path:
+        return self.manifest_path.parent
 
 
 def default_name(model: str) -> str:
@@ -91,7 +117,7 @@ def default_name(model: str) -> str:
 def make_spec(request: BuildRequest, backbone: Backbone, defaults: dict[str, Any]) -> DetectorSpec:
     """The spec the wrapper and every later stage follow: flags > source defaults > kit defaults."""
     video = request.modality == "video"
-    native = request.native_frames or backbone.native_frames or defaults.get("native_frames")
+    native = _given(request.native_frames, backbone.native_frames or defaults.get("native_frames"))
     if backbone.input_kind == "frames":
         aggregation = "mean_logits" if backbone.task == "classify" else "mean_features"
     else:
@@ -143,13 +169,16 @@ def build_detector(request: BuildRequest, on_step: Callable[[str], None] | None 
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir} is a file, not a folder", "choose another --out")
     if not request.force:
-        for existing in (out_dir / "manifest.json", out_dir / f"{request.modality}_detector.onnx"):
+        for existing in (out_dir / "manifest.json", out_dir / f"{request.modality}_detector.onnx", out_dir / BUNDLE_DIR):
             if existing.exists():
                 raise OutputExistsError(existing)
     step(f"resolving {request.model}")
     backbone, defaults = resolve_backbone(request.model, request.modality, task=request.task,
                                           weights=request.weights, options=dict(request.source_options))
     spec = make_spec(replace(request, name=name), backbone, defaults)
+    request = replace(request, formats=resolve_formats(request.formats, spec.task))
+    if request.with_embeddings and "onnx" not in request.formats:
+        raise UsageError("--with-embeddings writes ONNX files", "add --format onnx or --format both")
     final_path = out_dir / artifact_file_name(spec)
     if final_path.exists() and not request.force:
         raise OutputExistsError(final_path)
@@ -170,52 +199,112 @@ def build_detector(request: BuildRequest, on_step: Callable[[str], None] | None 
 
 def _build_into(request: BuildRequest, backbone: Backbone, spec: DetectorSpec, out_dir: Path, final_path: Path,
                 step: Callable[[str], None], on_verify: Callable[[int, int], None] | None, started: float) -> BuildResult:
-    """Wrap, export, verify and write into an existing `out_dir` (see `build_detector`)."""
+    """Wrap, emit every requested format, verify and write into an existing `out_dir` (see `build_detector`)."""
     step("wrapping: uint8 in, normalise in-graph"
          + (f", frames → {spec.native_frames} native ({spec.frame_mapping})" if spec.modality == "video" and spec.native_frames else "")
          + f", {spec.task}")
     torch.manual_seed(0)
     detector = Detector(backbone, spec).eval()
     embed_backbone = embeddings_backbone(backbone) if request.with_embeddings else None
-    extra_files: list[Path] = []
+    result = BuildResult(spec=spec, manifest_path=out_dir / "manifest.json", total_seconds=0.0, notes=list(backbone.notes),
+                         head_trained=backbone.head_trained, formats=request.formats)
+    artifacts: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix=".kit-build-", dir=out_dir) as work:
-        step(f"exporting with {request.exporter} (opset {request.opset})")
-        work_path, export_seconds, verify = _export_verified(detector, spec, Path(work) / final_path.name, request,
-                                                             step, on_verify)
-        if embed_backbone is not None:
-            embed_spec = spec.replace(task="embeddings", temporal_aggregation=(
-                "mean_features" if spec.modality == "video" and embed_backbone.input_kind == "frames" else spec.temporal_aggregation))
-            step("exporting the base model's embeddings too")
-            embed_work, _, _ = _export_verified(Detector(embed_backbone, embed_spec).eval(), embed_spec,
-                                                Path(work) / f"{spec.name}_embed.onnx", request, step, None)
-            extra_files = [out_dir / embed_work.name, out_dir / f"{spec.name}_class.onnx"]
-            os.replace(embed_work, extra_files[0])
-            shutil.copyfile(work_path, extra_files[1])
-        os.replace(work_path, final_path)
-    size = final_path.stat().st_size
-    digest = sha256_file(final_path)
-    notes = list(backbone.notes)
+        work = Path(work)
+        work_onnx: Path | None = None
+        if "onnx" in request.formats:
+            step(f"exporting with {request.exporter} (opset {request.opset})")
+            work_onnx, result.export_seconds, result.verify = _export_verified(detector, spec, work / final_path.name,
+                                                                               request, step, on_verify)
+            if embed_backbone is not None:
+                embed_spec = spec.replace(task="embeddings", temporal_aggregation=(
+                    "mean_features" if spec.modality == "video" and embed_backbone.input_kind == "frames" else spec.temporal_aggregation))
+                step("exporting the base model's embeddings too")
+                embed_work, _, _ = _export_verified(Detector(embed_backbone, embed_spec).eval(), embed_spec,
+                                                    work / f"{spec.name}_embed.onnx", request, step, None)
+                shutil.copyfile(work_onnx, work / f"{spec.name}_class.onnx")
+                result.extra_files = [out_dir / embed_work.name, out_dir / f"{spec.name}_class.onnx"]
+        work_bundle: Path | None = None
+        if "bundle" in request.formats:
+            from discriminator.bundle.emit import write_bundle
+            from discriminator.bundle.verify import verify_bundle
+
+            work_bundle = work / BUNDLE_DIR
+            work_bundle.mkdir()
+            step(f"writing the bundle (model.py + model_config.yaml + {request.dtype} safetensors)")
+            emitted = write_bundle(detector, backbone, spec, work_bundle, dtype=request.dtype,
+                                   frame_rate=request.frame_rate, source_options=request.source_options)
+            step("verifying the bundle: loaded as the evaluator loads it, vs PyTorch"
+                 + (" and the ONNX twin" if work_onnx else ""))
+            result.bundle_verify = verify_bundle(work_bundle, detector, spec, request.dtype, onnx_path=work_onnx,
+                                                 threads=request.threads, on_run=on_verify)
+            result.bundle_files, result.bundle_size_bytes = emitted.files, emitted.size_bytes
+        # Everything verified: replace what an earlier build left, then move the new artifacts into place.
+        if request.force:
+            result.removed = _remove_superseded(out_dir, spec, keep_onnx=work_onnx is not None,
+                                                keep_bundle=work_bundle is not None)
+        if work_onnx is not None:
+            for extra in result.extra_files:
+                os.replace(work / extra.name, extra)
+            os.replace(work_onnx, final_path)
+            result.onnx_path = final_path
+            result.size_bytes = final_path.stat().st_size
+            result.sha256 = sha256_file(final_path)
+            artifacts["onnx"] = {"files": {final_path.name: result.sha256}, "size_bytes": result.size_bytes,
+                                 "export": {"exporter": request.exporter, "opset": request.opset,
+                                            "torch": torch.__version__, "seconds": round(result.export_seconds, 3)},
+                                 "parity": result.verify.to_dict()}
+        if work_bundle is not None:
+            target = out_dir / BUNDLE_DIR
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(work_bundle, target)
+            result.bundle_dir = target
+            artifacts["bundle"] = {"dir": BUNDLE_DIR, "files": result.bundle_files, "dtype": request.dtype,
+                                   "frame_rate": request.frame_rate, "size_bytes": result.bundle_size_bytes,
+                                   "parity": result.bundle_verify.to_dict()}
     if spec.task == "classify" and not backbone.head_trained:
-        notes.append("UNTRAINED HEAD: this model's class logits come from random weights; it will score ~chance on the network")
+        result.notes.append("UNTRAINED HEAD: this model's class logits come from random weights; it will score ~chance on the network")
     manifest = {
         "kit_version": __version__,
         "spec": spec.to_dict(),
-        "onnx_file": final_path.name,
-        "extra_files": [p.name for p in extra_files],
+        "formats": list(request.formats),
+        "artifacts": artifacts,
+        "extra_files": [p.name for p in result.extra_files],
         "source": {"model": request.model, "weights": str(request.weights) if request.weights else None,
                    "description": backbone.description, **backbone.provenance},
         "head_trained": backbone.head_trained,
-        "export": {"exporter": request.exporter, "opset": request.opset, "torch": torch.__version__,
-                   "seconds": round(export_seconds, 3)},
-        "parity": verify.to_dict(),
-        "sha256": digest,
-        "size_bytes": size,
-        "notes": notes,
+        "notes": result.notes,
     }
-    manifest_path = write_manifest(out_dir, manifest)
-    return BuildResult(spec=spec, onnx_path=final_path, manifest_path=manifest_path, export_seconds=export_seconds,
-                       total_seconds=time.perf_counter() - started, size_bytes=size, sha256=digest, verify=verify,
-                       notes=notes, head_trained=backbone.head_trained, extra_files=extra_files)
+    if result.onnx_path is not None:  # the ONNX-era keys, read by tools written before bundles
+        manifest.update({"onnx_file": final_path.name, "export": artifacts["onnx"]["export"],
+                         "parity": artifacts["onnx"]["parity"], "sha256": result.sha256, "size_bytes": result.size_bytes})
+    result.manifest_path = write_manifest(out_dir, manifest)
+    result.total_seconds = time.perf_counter() - started
+    return result
+
+
+def _remove_superseded(out_dir: Path, spec: DetectorSpec, keep_onnx: bool, keep_bundle: bool) -> list[Path]:
+    """Before a forced rebuild lands: the previous build's zips and records (they hold the old model) and any
+    artifact this build does not replace (an old ONNX file beside a bundle-only rebuild)."""
+    removed: list[Path] = []
+    for record in sorted(out_dir.glob("*.zip.json")):
+        for path in (record.with_suffix(""), record):
+            if path.is_file():
+                path.unlink()
+                removed.append(path)
+    for stray in sorted(out_dir.glob("*.zip")):
+        if stray.is_file() and stray.stem.endswith(("_detector", "_bundle")):
+            stray.unlink()
+            removed.append(stray)
+    old_onnx, old_bundle = out_dir / artifact_file_name(spec), out_dir / BUNDLE_DIR
+    if not keep_onnx and old_onnx.is_file():
+        old_onnx.unlink()
+        removed.append(old_onnx)
+    if not keep_bundle and old_bundle.is_dir():
+        shutil.rmtree(old_bundle)
+        removed.append(old_bundle)
+    return removed
 
 
 def _export_verified(detector: Detector, spec: DetectorSpec, path: Path, request: BuildRequest,

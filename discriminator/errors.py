@@ -6,6 +6,9 @@ exception is a bug and keeps its traceback (shown in full with KIT_DEBUG=1).
 
 from __future__ import annotations
 
+#: Longest piece of a foreign exception's text quoted in a one-line error.
+QUOTE_LIMIT = 200
+
 
 class KitError(Exception):
     """A problem the user can fix. `hint` is the next step; `exit_code` is what `kit` exits with."""
@@ -46,16 +49,19 @@ class ExportError(KitError):
 
 
 class ParityError(ExportError):
-    """ONNX and PyTorch disagree by more than the tolerance; carries the figure."""
+    """Two runs of the same detector (ONNX vs PyTorch, bundle vs PyTorch, bundle vs ONNX) disagree past the
+    tolerance; carries the figure and what was compared."""
 
-    def __init__(self, max_abs_diff: float, tolerance: float, where: str):
+    def __init__(self, max_abs_diff: float, tolerance: float, where: str, compared: str = "ONNX and PyTorch",
+                 quantity: str = "logits"):
         super().__init__(
-            f"ONNX and PyTorch logits differ by {max_abs_diff:.3g} (tolerance {tolerance:g}) at {where}",
-            "the exported graph does not compute what the model does; rerun with KIT_DEBUG=1 and report the model",
+            f"{compared} {quantity} differ by {max_abs_diff:.3g} (tolerance {tolerance:.3g}) at {where}",
+            "the written artifact does not compute what the model does; rerun with KIT_DEBUG=1 and report the model",
         )
         self.max_abs_diff = max_abs_diff
         self.tolerance = tolerance
         self.where = where
+        self.compared = compared
 
 
 class OutputExistsError(KitError):
@@ -63,3 +69,12 @@ class OutputExistsError(KitError):
 
     def __init__(self, path: object):
         super().__init__(f"{path} already exists", "pass --force to overwrite it, or choose another --out")
+
+
+def first_line(exc: BaseException, limit: int = QUOTE_LIMIT) -> str:
+    """The first non-empty line of a foreign exception's text, cut at a word boundary (with …) past `limit`."""
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
+    return cut.rstrip(",;:") + "…"

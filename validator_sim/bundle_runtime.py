@@ -394,7 +394,7 @@ class BundleWorker:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         env.setdefault("HF_HUB_OFFLINE", "1")  # the evaluator's sandbox has no network
         self._proc = subprocess.Popen(
-            [python or sys.executable, "-I", "-u", str(Path(__file__).resolve()), str(self.bundle_dir), modality, device,
+            [python or sys.executable, "-I", "-u", "-B", str(Path(__file__).resolve()), str(self.bundle_dir), modality, device,
              str(threads)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(self.bundle_dir), env=env)
         self._drain = threading.Thread(target=self._drain_stderr, daemon=True)

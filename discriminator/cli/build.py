@@ -1,4 +1,4 @@
-"""`kit build image|video`: wrap a detector for the validator's contract and export it to verified ONNX."""
+"""`kit build image|video`: wrap a detector for the validator's contract and emit it as a verified bundle and ONNX file."""
 
 from __future__ import annotations
 
@@ -16,10 +16,21 @@ from discriminator.cli.common import (
     examples_epilog,
     kit_command,
     parse_model_options,
-    print_success,
 )
 from discriminator.errors import UsageError
 from discriminator.export_options import DEFAULT_OPSET, EXPORTER_NAMES
+
+
+class Format(str, Enum):
+    both = "both"
+    bundle = "bundle"
+    onnx = "onnx"
+
+
+class Dtype(str, Enum):
+    float32 = "float32"
+    float16 = "float16"
+    bfloat16 = "bfloat16"
 
 
 class Task(str, Enum):
@@ -29,13 +40,15 @@ class Task(str, Enum):
 
 
 EXAMPLES = [
-    ("kit build video", "the example video detector (random weights) → submissions/example-video/video_detector.onnx"),
+    ("kit build video", "the example video detector (random weights) → submissions/example-video/{bundle/,video_detector.onnx}"),
+    ("kit build video --model runs/video --name my-detector", "a `kit train` checkpoint → the bundle to push + its ONNX twin"),
+    ("kit build image --model example-image --format bundle --dtype float16", "only the bundle, weights stored as float16"),
     ("kit build video --model hf-videomae --name vmae", "VideoMAE from the hub, re-headed to 3 classes"),
     ("kit build image --model hf:./vit-finetuned --name vit", "a local save_pretrained() folder"),
     ("kit build image --model py:my_net.py:make_model --weights best.safetensors", "your own nn.Module"),
     ("kit build video --model hf:./videomae-base --task embeddings", "export embeddings [B,tokens,dim] + [B,dim]"),
     ("kit build image --model hf:./vit-finetuned --with-embeddings", "the detector plus vit-finetuned_embed.onnx and _class.onnx"),
-    ("kit build video --model runs/video/best --force", "a `kit train` checkpoint, replacing an earlier build"),
+    ("kit build video --model runs/video --force", "rebuild over an earlier build (its old zips are removed)"),
 ]
 
 
@@ -66,9 +79,14 @@ def build_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder. Default submissions/<name>/."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace an existing build in the output folder."),
     with_embeddings: bool = typer.Option(False, "--with-embeddings", help="HF classifiers: also write <name>_embed.onnx (base model) and <name>_class.onnx."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime threads for verification. Default: all cores."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Threads for verification (onnxruntime and the bundle process). Default: all cores."),
+    format: Optional[Format] = typer.Option(None, "--format", help="What to emit: bundle (what the network accepts today), onnx (the ONNX era; fast local benches) or both. Default: both (onnx for --task embeddings)."),
+    dtype: Dtype = typer.Option(Dtype.float32, "--dtype", help="Bundle dtype: model_config.yaml's dtype and the dtype the weights are stored in."),
+    frame_rate: Optional[float] = typer.Option(None, "--frame-rate", help="Video bundles: preprocessing.frame_rate; the evaluator then keeps every round(fps/rate)-th frame."),
 ) -> None:
-    """Wrap a detector (uint8 in, normalised in-graph, 3-class logits out), export it to ONNX and verify it by running."""
+    """Wrap a detector (uint8 in, normalised inside, 3-class logits out), emit a safetensors bundle and an ONNX
+    file, and verify each by running it: the bundle loaded as the network's evaluator loads it, the ONNX file in
+    onnxruntime, both against PyTorch."""
     from discriminator.build import BuildRequest, build_detector
 
     request = BuildRequest(
@@ -76,6 +94,7 @@ def build_command(
         height=height, width=width, frames=frames, native_frames=native_frames, class_names=_parse_classes(classes),
         task=task.value, opset=opset, exporter=exporter, out_dir=out, force=force, threads=threads,
         with_embeddings=with_embeddings, source_options=parse_model_options(model_option),
+        formats=(format.value,) if format else None, dtype=dtype.value, frame_rate=_positive_rate(frame_rate),
     )
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=err_console, transient=True) as progress:
@@ -96,18 +115,45 @@ def build_command(
     for note in result.notes:
         style = "bold yellow" if note.startswith("UNTRAINED") else "yellow"
         err_console.print(f"  [{style}]! {note}[/]")
-    runs = len(result.verify.rows)
-    print_success(
-        f"built {result.onnx_path} ({result.size_bytes / 1e6:.1f} MB) in {result.total_seconds:.1f} s "
-        f"(export {result.export_seconds:.1f} s); parity max |ONNX − PyTorch| = {result.max_abs_diff:.1e} "
-        f"over {runs} runs (tolerance {result.verify.tolerance:g})"
-    )
     spec = result.spec
+    console.print(f"[green]✓[/] built {_escape(spec.name)} in {result.total_seconds:.1f} s → {_escape(str(result.out_dir))}/")
+    if result.bundle_dir is not None:
+        check = result.bundle_verify
+        onnx_part = (f", vs ONNX {check.max_logits_vs_onnx:.1e}" if check.max_logits_vs_onnx is not None else "")
+        drift = (f"; {check.dtype} drift max |Δp| {check.max_probs_vs_torch:.1e} (limit {check.drift_limit:g}), "
+                 f"p(real) {check.max_p_real_vs_torch:.1e}" if check.drift_limit is not None else "")
+        console.print(f"  bundle  {_escape(str(result.bundle_dir))}/ ({result.bundle_size_bytes / 1e6:.1f} MB, {check.dtype}) — "
+                      f"loaded as the evaluator does; max |bundle − PyTorch| {check.max_logits_vs_torch:.1e}{onnx_part}"
+                      f" over {len(check.rows)} runs{drift}")
+    if result.onnx_path is not None:
+        console.print(f"  onnx    {_escape(str(result.onnx_path))} ({result.size_bytes / 1e6:.1f} MB, export {result.export_seconds:.1f} s) — "
+                      f"max |ONNX − PyTorch| {result.max_abs_diff:.1e} over {len(result.verify.rows)} runs "
+                      f"(tolerance {result.verify.tolerance:.1e}, scaled to the logits)")
     shape = "×".join(str(d) for d in spec.input_shape("B", "T" if spec.frames_axis_symbolic else spec.frames))
-    console.print(f"  input uint8 [{shape}] → {'logits [B,' + str(result.spec.num_classes) + '] ' + ','.join(result.spec.class_names) if result.spec.task == 'classify' else 'embeddings'}")
+    console.print(f"  input uint8 [{shape}] → {'logits [B,' + str(spec.num_classes) + '] ' + ','.join(spec.class_names) if spec.task == 'classify' else 'embeddings'}")
     for extra in result.extra_files:
-        console.print(f"  also {extra}")
-    console.print(f"  manifest {result.manifest_path}   next: kit check {result.onnx_path.parent}")
+        console.print(f"  also {_escape(str(extra))}")
+    for gone in result.removed:
+        console.print(f"  removed {_escape(str(gone))} (packaged from the build this one replaces)")
+    if spec.task != "classify":
+        console.print(f"  manifest {_escape(str(result.manifest_path))} — embeddings are not a submission: "
+                      "train a head on them (kit train --mode probe) and build the classifier")
+    else:
+        console.print(f"  manifest {_escape(str(result.manifest_path))}   next: kit check {_escape(str(result.out_dir))}")
+
+
+def _positive_rate(value: Optional[float]) -> Optional[float]:
+    import math
+
+    if value is not None and (not math.isfinite(value) or value <= 0):
+        raise UsageError(f"--frame-rate must be a number > 0, got {value:g}", "e.g. --frame-rate 8, or leave it out for every frame")
+    return value
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def register(app: typer.Typer) -> None:

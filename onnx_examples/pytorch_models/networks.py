@@ -66,10 +66,6 @@ class CNNImageDetector(nn.Module):
         return self.head(self.encoder(x))
 
 
-#: Frames the video network looks at; the wrapper maps any incoming count onto these.
-NATIVE_FRAMES = 8
-
-
 class FrameCNNVideoDetector(nn.Module):
     """Normalised clip `[B,T,3,H,W]` (T ≥ 2) → logits `[B, num_classes]`."""
 

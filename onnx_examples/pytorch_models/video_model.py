@@ -27,7 +27,10 @@ import torch
 from discriminator.registry import register_source
 from discriminator.wrapper import Backbone
 from onnx_examples.pytorch_models.image_model import network_recipe
-from onnx_examples.pytorch_models.networks import DEFAULT_CHANNELS, NATIVE_FRAMES, FrameCNNVideoDetector
+from onnx_examples.pytorch_models.networks import DEFAULT_CHANNELS, FrameCNNVideoDetector
+
+#: Frames the video network looks at; the wrapper maps any incoming count onto these.
+NATIVE_FRAMES = 8
 
 @register_source("example-video", "video", "custom 2D per-frame CNN + temporal mean/motion pooling, 8 native frames",
                  native_frames=NATIVE_FRAMES)
