@@ -241,8 +241,9 @@ def write_records(out_dir: Path, records: list[dict[str, Any]]) -> Path:
     return path
 
 
-def write_reports(out_dir: Path, results: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Path]:
-    """Write every report into `out_dir`; returns what was written, by kind."""
+def write_reports(out_dir: Path, results: dict[str, Any], records: list[dict[str, Any]],
+                  plots: bool = True) -> dict[str, Path]:
+    """Write every report into `out_dir` (the PNG plots only when `plots`); returns what was written, by kind."""
     from validator_sim.plots import write_plots
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -250,5 +251,6 @@ def write_reports(out_dir: Path, results: dict[str, Any], records: list[dict[str
     paths["results"].write_text(to_strict_json(results) + "\n")
     paths["summary"].write_text(summary_text(results))
     paths["records"] = write_records(out_dir, records)
-    paths.update(write_plots(out_dir, results, records))
+    if plots:
+        paths.update(write_plots(out_dir, results, records))
     return paths

@@ -229,12 +229,13 @@ def run_bench(
     out_dir: Path | str | None = None,
     force: bool = False,
     write: bool = True,
+    plots: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> BenchResult:
     """Score the model at `model_path` on `datasets` exactly as the validator would, and write the reports.
 
     `on_progress(done, total)` is called after each batch (samples handled so far).
-    With `write=False` nothing is written and `out_dir` is ignored.
+    With `write=False` nothing is written and `out_dir` is ignored; `plots=False` leaves the PNG plots to the caller.
     """
     from validator_sim.reports import build_results, write_reports
 
@@ -296,7 +297,7 @@ def run_bench(
     _score(state, session, on_progress)
     results = build_results(state)
     results["kit"].update(state.feed_report)
-    paths = write_reports(target_dir, results, state.records) if target_dir else {}
+    paths = write_reports(target_dir, results, state.records, plots) if target_dir else {}
     return BenchResult(results=results, records=state.records, out_dir=target_dir, paths=paths)
 
 

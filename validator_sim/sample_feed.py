@@ -103,3 +103,24 @@ class SampleFeed:
 
 def _running_mean(previous: float | None, value: float) -> float:
     return value if previous is None else previous + SMOOTHING * (value - previous)
+
+
+def feed_summary(kit: dict[str, Any]) -> list[str]:
+    """The lines `kit bench` prints about the decode split and the cache, from a run's results["kit"]."""
+    split = kit.get("core_split")
+    if not split:
+        return []
+    lines = [f"decode workers: {split['decode_workers']} of {split['decode_pool_threads']} beside "
+             f"{kit['threads']} onnxruntime thread(s), chosen by {split['chosen_by']}"
+             + (f" (decode {split['decode_ms_per_sample']:.1f} ms/sample, inference "
+                f"{split['inference_ms_per_sample']:.1f} ms/sample)"
+                if split["decode_ms_per_sample"] is not None and split["inference_ms_per_sample"] is not None else "")]
+    cache = kit.get("pixel_cache")
+    if cache is None:
+        lines.append("pixel cache: off")
+    else:
+        errors = f", {cache['error_hits']} of them cached decode errors" if cache["error_hits"] else ""
+        failure = f"; writing stopped: {cache['write_failure']}" if cache["write_failure"] else ""
+        lines.append(f"pixel cache: {cache['hits']} sample(s) read from {cache['location']}{errors}, "
+                     f"{cache['misses']} decoded and stored{failure}")
+    return lines

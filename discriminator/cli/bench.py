@@ -50,6 +50,10 @@ def _print_summary(results: dict[str, Any], out_dir: Optional[Path]) -> None:
                   f"{res['avg_inference_time_ms']:.2f} ms/sample (p95 {res['p95_inference_time_ms']:.2f}) · "
                   f"{kit['throughput_samples_per_s']:.1f} samples/s · {kit['threads']} ORT thread(s), "
                   f"{kit['decode_workers']} decode worker(s)")
+    from validator_sim.sample_feed import feed_summary
+
+    for line in feed_summary(kit):
+        console.print(line)
     if kit["nan_samples"]:
         err_console.print(f"[bold red]NaN: {kit['nan_samples']} sample(s) gave NaN/inf logits — the validator scores "
                           "them as real with NaN Brier, which floors sn34[/]")
@@ -78,19 +82,23 @@ def bench_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the sample choice; the same seed picks the same samples anywhere."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the profile's batch size (image 32, video 4)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime intra-op threads (default: all cores)."),
-    decode_workers: Optional[int] = typer.Option(None, "--decode-workers", help="Threads decoding ahead of inference (default: half the cores)."),
+    decode_workers: Optional[int] = typer.Option(None, "--decode-workers", help="Threads decoding ahead of inference (default: as many as keep up with inference, measured as it runs)."),
     frame_rate: Optional[float] = typer.Option(None, "--frame-rate", help="current profile only: sample clips at this many frames per second."),
     media_column: Optional[str] = typer.Option(None, "--media-column", help="Parquet column holding the media (default: detected)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Decode every sample; neither read nor fill the pixel cache (`kit cache info`)."),
+    cache_size: Optional[str] = typer.Option(None, "--cache-size", help="Bound of the pixel cache, e.g. 20G (default: $KIT_CACHE_SIZE or 10G)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default: results/<model>-<timestamp>/)."),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty --out folder."),
 ) -> None:
     """Run a detector over local datasets through the validator's own pipeline and report sn34 and its parts."""
     from validator_sim.datasets import discover_datasets, load_datasets_yaml
+    from validator_sim.pixel_cache import open_cache
     from validator_sim.run import raise_if_unusable, run_bench
 
     if (data is None) == (datasets_file is None):
         raise UsageError("give exactly one of --data DIR or --datasets FILE.yaml", "see `kit bench --help` for examples")
     datasets = discover_datasets(data, media_column) if data is not None else load_datasets_yaml(datasets_file, media_column)
+    pixel_cache = open_cache(not no_cache, cache_size)
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                TimeRemainingColumn())
@@ -103,8 +111,12 @@ def bench_command(
 
         result = run_bench(model, datasets, profile, mode=mode, max_per_dataset=max_per_dataset, seed=seed,
                            batch_size=batch_size, threads=threads, decode_workers=decode_workers, frame_rate=frame_rate,
-                           out_dir=out, force=force, on_progress=on_progress)
+                           pixel_cache=pixel_cache, out_dir=out, force=force, plots=False, on_progress=on_progress)
     _print_summary(result.results, result.out_dir)
+    if result.out_dir is not None:  # drawn after the numbers are on screen
+        from validator_sim.plots import write_plots
+
+        result.paths.update(write_plots(result.out_dir, result.results, result.records))
     if not result.completed:
         err_console.print("[bold yellow]interrupted:[/] the reports cover the samples scored so far (completed: false)")
         raise typer.Exit(130)
