@@ -1,50 +1,114 @@
-"""Find the ONNX model (and its spec, when the kit built it) in whatever path a miner gives.
+"""Find the model (and its spec, when the kit built it) in whatever path a miner gives.
 
-A path may be an `.onnx` file, a `kit build` output folder, or a submission zip.
-Zips are read defensively: a submission holds exactly one `.onnx` member at the
-root, and members with absolute paths, `..`, symlinks, encryption or an
-implausible compression ratio are refused before anything is extracted.
+Two things are kept apart: the *container* (what the path is: a file, a folder, a
+`kit build` folder, a zip) and the *format* of the model inside it:
+
+* `onnx` — one `.onnx` file (the ONNX-era submission; the kit's fast local engine);
+* `bundle` — `model_config.yaml` + `model.py` + the weights file (`model.safetensors`
+  unless `model.weights_file` says otherwise), optional `config.json`: what the network
+  takes today (current-contract §1).
+
+A `kit build` folder may hold both (the ONNX file at its root, the bundle in `bundle/`,
+both recorded in `manifest.json`); the caller chooses with `format`. Zips are read
+defensively: members with absolute paths, `..`, symlinks, encryption or an implausible
+compression ratio are refused before anything is extracted, and a zip must hold exactly
+one format at its root.
 
 No torch import: `kit check`, `kit package` and `kit bench` all read artifacts.
 """
 
 from __future__ import annotations
 
+import shutil
 import stat
+import tempfile
 import zipfile
 import zlib
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from discriminator.errors import InputError
+from discriminator.errors import InputError, UsageError
+from discriminator.formats import BUNDLE_DIR
 from discriminator.spec import MANIFEST_NAME, DetectorSpec, read_manifest, spec_from_onnx
 
-#: Uncompressed/compressed ratio above which a member is treated as a zip bomb. ONNX weights
-#: compress to 0.9x at best; a graph of constants rarely beyond 20x.
+#: Uncompressed/compressed ratio above which a member is treated as a zip bomb. ONNX and safetensors
+#: weights compress to 0.9x at best; a graph of constants rarely beyond 20x.
 MAX_COMPRESSION_RATIO = 100
 #: Uncompressed size above which a member is refused outright (the network's models are far smaller).
 MAX_MEMBER_BYTES = 8 * 1024**3
 
+FORMATS = ("onnx", "bundle")
+#: When a build folder holds both formats and the caller does not choose: ONNX, what `load_artifact`
+#: has always returned (kit bench reads it). `kit package` chooses "bundle"; `kit check` checks both.
+FORMAT_WHEN_BOTH = "onnx"
+#: The bundle's files (current-contract §1–§2; the same names as validator_sim/bundle_runtime.py).
+BUNDLE_CONFIG = "model_config.yaml"
+BUNDLE_MODEL = "model.py"
+BUNDLE_DEFAULT_WEIGHTS = "model.safetensors"
+BUNDLE_OPTIONAL = ("config.json",)
+#: `kit build`'s ONNX file names (legacy folders without an `artifacts` manifest section).
+ONNX_DETECTOR_STEMS = ("video_detector", "image_detector")
+
 
 @dataclass
 class Artifact:
-    """An ONNX model located on disk or inside a zip, plus what the kit knows about it."""
+    """A model located on disk or inside a zip, plus what the kit knows about it."""
 
     source: Path  # what the user pointed at
-    kind: str  # "onnx" | "build-dir" | "zip"
-    onnx_name: str
-    onnx_bytes: bytes
+    container: str  # "file" | "directory" | "build-dir" | "zip"
+    format: str  # "onnx" | "bundle"
+    #: The files a submission of this model consists of, by name (for a zip: every file in it).
+    members: dict[str, bytes]
     spec: DetectorSpec | None
     manifest: dict | None = None
+    #: The folder on disk that holds the members (None inside a zip).
+    location: Path | None = None
+    #: Other files in a bundle folder: the evaluator ignores them and `kit package` leaves them out.
+    extra_files: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def onnx_name(self) -> str:
+        self._require("onnx")
+        return next(iter(self.members))
+
+    @property
+    def onnx_bytes(self) -> bytes:
+        self._require("onnx")
+        return next(iter(self.members.values()))
 
     @property
     def onnx_path(self) -> Path | None:
         """The ONNX file on disk, when there is one (not for zips)."""
-        if self.kind == "onnx":
-            return self.source
-        if self.kind == "build-dir":
-            return self.source / self.onnx_name
-        return None
+        return self.location / self.onnx_name if self.location is not None else None
+
+    @property
+    def label(self) -> str:
+        """How to name this artifact to a person: the path, and the member or folder inside it."""
+        if self.container == "build-dir":
+            return f"{self.source} ({self.format})"
+        return str(self.source)
+
+    def _require(self, fmt: str) -> None:
+        if self.format != fmt:
+            raise UsageError(f"{self.source} is a {self.format}, not an {fmt} model",
+                             f"pass --format {fmt} (a build folder holding both), or point at the {fmt} model")
+
+    @contextmanager
+    def bundle_dir(self) -> Iterator[Path]:
+        """A folder holding the bundle as the evaluator would load it: the folder itself, or the zip's members unpacked."""
+        self._require("bundle")
+        if self.location is not None:
+            yield self.location
+            return
+        folder = Path(tempfile.mkdtemp(prefix="kit-bundle-"))
+        try:
+            for name, data in self.members.items():
+                (folder / name).write_bytes(data)
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def check_zip_members(zf: zipfile.ZipFile, zip_path: Path) -> list[zipfile.ZipInfo]:
@@ -73,81 +137,201 @@ def check_zip_members(zf: zipfile.ZipFile, zip_path: Path) -> list[zipfile.ZipIn
     return files
 
 
-def read_single_onnx_from_zip(zip_path: Path) -> tuple[str, bytes]:
-    """The one `.onnx` member of a submission zip, as (name, bytes)."""
+def read_zip_members(zip_path: Path) -> dict[str, bytes]:
+    """Every regular file of a zip, by name, after the safety checks; a member inside a folder is refused."""
     try:
         with zipfile.ZipFile(zip_path) as zf:
             files = check_zip_members(zf, zip_path)
-            names = [f.filename for f in files]
-            onnx_members = [f for f in files if f.filename.lower().endswith(".onnx")]
-            if len(files) != 1 or len(onnx_members) != 1:
-                listing = ", ".join(names[:5]) + (" …" if len(names) > 5 else "") or "nothing"
-                raise InputError(
-                    f"{zip_path}: a submission zip must hold exactly one .onnx file, found {len(files)} file(s): {listing}",
-                    "package the model with `kit package`",
-                )
-            member = onnx_members[0]
-            if "/" in member.filename.strip("/"):
-                raise InputError(f"{zip_path}: {member.filename!r} is inside a folder; the .onnx must sit at the zip root",
-                                 "package the model with `kit package`")
-            data = zf.read(member)
+            for info in files:
+                if "/" in info.filename.replace("\\", "/").strip("/"):
+                    raise InputError(f"{zip_path}: {info.filename!r} is inside a folder; submission files must sit at "
+                                     "the zip root", "package the model with `kit package`")
+            return {info.filename: zf.read(info) for info in files}
     except zipfile.BadZipFile as exc:
         raise InputError(f"{zip_path} is not a readable zip ({exc})", "re-create it with `kit package`") from exc
     except (zipfile.LargeZipFile, NotImplementedError, RuntimeError, zlib.error, EOFError) as exc:
         raise InputError(f"{zip_path} cannot be read ({exc or type(exc).__name__})", "re-create it with `kit package`") from exc
-    return member.filename, data
 
 
-def find_onnx_in_dir(directory: Path) -> Path:
-    """The detector in a build folder: the manifest's file, else the only `.onnx` there."""
-    manifest_path = directory / MANIFEST_NAME
-    if manifest_path.is_file():
-        manifest = read_manifest(manifest_path)
-        named = manifest.get("onnx_file")
-        if named and (directory / named).is_file():
-            return directory / named
+def sniff_zip_format(zip_path: Path, names: list[str]) -> str:
+    """Which format a zip's root files are: one `.onnx` → onnx; model_config.yaml + model.py (+ weights) → bundle."""
+    onnx_members = [n for n in names if n.lower().endswith(".onnx")]
+    bundle_markers = [n for n in (BUNDLE_CONFIG, BUNDLE_MODEL) if n in names]
+    listing = ", ".join(names[:5]) + (" …" if len(names) > 5 else "") or "nothing"
+    hint = "package the model with `kit package`"
+    if onnx_members and bundle_markers:
+        raise InputError(f"{zip_path} mixes an ONNX model ({onnx_members[0]}) and a bundle ({bundle_markers[0]}); "
+                         "a submission is one or the other", "package each with `kit package --format onnx|bundle`")
+    if bundle_markers:
+        missing = [n for n in (BUNDLE_CONFIG, BUNDLE_MODEL) if n not in names]
+        if missing:
+            raise InputError(f"{zip_path} holds {bundle_markers[0]} but no {missing[0]}: a bundle needs "
+                             f"{BUNDLE_CONFIG}, {BUNDLE_MODEL} and the weights file at the zip root", hint)
+        return "bundle"
+    if onnx_members:
+        if len(names) != 1:
+            raise InputError(f"{zip_path}: a submission zip must hold exactly one .onnx file, found {len(names)} "
+                             f"file(s): {listing}", hint)
+        return "onnx"
+    raise InputError(f"{zip_path} holds neither one .onnx file nor a bundle ({BUNDLE_CONFIG}, {BUNDLE_MODEL}, "
+                     f"{BUNDLE_DEFAULT_WEIGHTS}); found {len(names)} file(s): {listing}", hint)
+
+
+def find_onnx_in_dir(directory: Path, manifest: dict | None = None) -> Path | None:
+    """The ONNX detector in a folder: the manifest's file, else a kit-named or the only `.onnx` there; None if none."""
+    for name in manifest_onnx_names(manifest):
+        if (directory / name).is_file():
+            return directory / name
     candidates = sorted(p for p in directory.glob("*.onnx") if p.is_file())
-    detectors = [p for p in candidates if p.stem in ("video_detector", "image_detector")]
+    detectors = [p for p in candidates if p.stem in ONNX_DETECTOR_STEMS]
     if len(detectors) == 1:
         return detectors[0]
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
-        raise InputError(f"{directory} holds no .onnx model", "run `kit build` into it first, or pass the .onnx file itself")
+        return None
     raise InputError(f"{directory} holds {len(candidates)} .onnx files", "pass the one you mean as a file path")
 
 
-def load_artifact(path: Path | str) -> Artifact:
-    """Locate and read the ONNX model at `path` (file, build folder or zip)."""
+def manifest_onnx_names(manifest: dict | None) -> list[str]:
+    """The ONNX files a build manifest records (`artifacts.onnx.files`, or the older `onnx_file`)."""
+    if manifest is None:
+        return []
+    recorded = ((manifest.get("artifacts") or {}).get("onnx") or {}).get("files") or {}
+    names = list(recorded) or ([manifest["onnx_file"]] if manifest.get("onnx_file") else [])
+    return [name for name in names if str(name).endswith(".onnx")]
+
+
+def find_bundle_in_dir(directory: Path, manifest: dict | None = None) -> Path | None:
+    """The bundle folder: `directory` itself when it holds model_config.yaml or model.py, else the build's `bundle/`."""
+    if _looks_like_bundle(directory):
+        return directory
+    named = ((manifest or {}).get("artifacts") or {}).get("bundle") or {}
+    sub = directory / str(named.get("dir") or BUNDLE_DIR)
+    return sub if sub.is_dir() and _looks_like_bundle(sub) else None
+
+
+def formats_in(path: Path | str) -> tuple[str, ...]:
+    """The formats `path` holds, in FORMATS order (a build folder may hold both); reads no model bytes."""
     path = Path(path)
+    if not path.is_dir():
+        return (load_artifact(path).format,)
+    manifest = _manifest_of(path)
+    found = []
+    if not _looks_like_bundle(path) and find_onnx_in_dir(path, manifest) is not None:
+        found.append("onnx")
+    if find_bundle_in_dir(path, manifest) is not None:
+        found.append("bundle")
+    return tuple(found)
+
+
+def load_artifact(path: Path | str, format: str | None = None) -> Artifact:
+    """Locate and read the model at `path` (file, bundle folder, build folder or zip); `format` picks one of a build's two."""
+    path = Path(path)
+    if format is not None and format not in FORMATS:
+        raise UsageError(f"--format {format!r} is not one of {', '.join(FORMATS)}", "pass --format onnx or --format bundle")
     if not path.exists():
         raise InputError(f"{path} does not exist", "check the path, or run `kit build` to create a model")
-    manifest = None
     if path.is_dir():
-        onnx_path = find_onnx_in_dir(path)
-        if (path / MANIFEST_NAME).is_file():
-            manifest = read_manifest(path / MANIFEST_NAME)
-        kind, name, data = "build-dir", onnx_path.name, _read_bytes(onnx_path)
+        artifact = _load_from_dir(path, format)
     elif zipfile.is_zipfile(path) or path.suffix.lower() == ".zip":
-        name, data = read_single_onnx_from_zip(path)
-        kind = "zip"
+        members = read_zip_members(path)
+        found = sniff_zip_format(path, list(members))
+        _require_format(path, found, format)
+        artifact = Artifact(source=path, container="zip", format=found, members=members, spec=None)
+    elif path.name in (BUNDLE_CONFIG, BUNDLE_MODEL):
+        raise UsageError(f"{path} is one file of a bundle", f"point at the folder that holds it: {path.parent}")
     else:
-        kind, name, data = "onnx", path.name, _read_bytes(path)
+        _require_format(path, "onnx", format)
+        artifact = Artifact(source=path, container="file", format="onnx", members={path.name: _read_bytes(path)},
+                            spec=None, location=path.parent)
         sibling = path.parent / MANIFEST_NAME
         if sibling.is_file():
             candidate = read_manifest(sibling)
-            if candidate.get("onnx_file") in (None, path.name):
-                manifest = candidate
+            if path.name in manifest_onnx_names(candidate) or not manifest_onnx_names(candidate):
+                artifact.manifest = candidate
+    if artifact.format == "onnx":
+        artifact.spec = _onnx_spec(artifact)
+    elif artifact.manifest is not None:
+        artifact.spec = DetectorSpec.from_dict(artifact.manifest["spec"])
+    return artifact
+
+
+def _load_from_dir(directory: Path, format: str | None) -> Artifact:
+    manifest = _manifest_of(directory)
+    bundle = find_bundle_in_dir(directory, manifest)
+    onnx_path = None if bundle == directory else find_onnx_in_dir(directory, manifest)
+    available = [f for f, found in (("onnx", onnx_path), ("bundle", bundle)) if found is not None]
+    if not available:
+        raise InputError(f"{directory} holds no .onnx model and no bundle ({BUNDLE_CONFIG} + {BUNDLE_MODEL})",
+                         "run `kit build` into it first, or pass the model itself")
+    if format is not None and format not in available:
+        what = "no .onnx model" if format == "onnx" else f"no bundle ({BUNDLE_CONFIG} + {BUNDLE_MODEL})"
+        raise InputError(f"{directory} holds {what}", f"build it with `kit build --format {format}`, or pass "
+                                                      f"--format {available[0]}")
+    chosen = format or (available[0] if len(available) == 1 else FORMAT_WHEN_BOTH)
+    container = "build-dir" if manifest is not None and bundle != directory else "directory"
+    if chosen == "onnx":
+        return Artifact(source=directory, container=container, format="onnx",
+                        members={onnx_path.name: _read_bytes(onnx_path)}, spec=None, manifest=manifest,
+                        location=directory)
+    if bundle == directory and manifest is None:  # a bundle folder inside a build folder: its manifest is the parent's
+        parent_manifest = _manifest_of(directory.parent)
+        if parent_manifest is not None and find_bundle_in_dir(directory.parent, parent_manifest) == directory:
+            manifest = parent_manifest
+    members, extra = _bundle_members(bundle)
+    return Artifact(source=directory, container=container, format="bundle", members=members, spec=None,
+                    manifest=manifest, location=bundle, extra_files=extra)
+
+
+def _bundle_members(folder: Path) -> tuple[dict[str, bytes], tuple[str, ...]]:
+    """The files a bundle submission holds (config, model.py, the named weights, config.json) and the rest of the folder."""
+    files = sorted(p.name for p in folder.iterdir() if p.is_file() or p.is_symlink())
+    weights = bundle_weights_name((folder / BUNDLE_CONFIG).read_bytes()) if (folder / BUNDLE_CONFIG).is_file() else None
+    wanted = {BUNDLE_CONFIG, BUNDLE_MODEL, weights or BUNDLE_DEFAULT_WEIGHTS, *BUNDLE_OPTIONAL}
+    members = {name: _read_bytes(folder / name) for name in files if name in wanted}
+    extra = tuple(name for name in sorted(p.name for p in folder.iterdir()) if name not in members)
+    return members, extra
+
+
+def bundle_weights_name(config_bytes: bytes) -> str:
+    """The weights file a model_config.yaml names (`model.weights_file`), else the default; a broken YAML gives the default."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(config_bytes.decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return BUNDLE_DEFAULT_WEIGHTS
+    model = raw.get("model") if isinstance(raw, dict) else None
+    named = model.get("weights_file") if isinstance(model, dict) else None
+    return named if isinstance(named, str) and named and "/" not in named else BUNDLE_DEFAULT_WEIGHTS
+
+
+def _looks_like_bundle(folder: Path) -> bool:
+    return (folder / BUNDLE_CONFIG).is_file() or (folder / BUNDLE_MODEL).is_file()
+
+
+def _manifest_of(directory: Path) -> dict | None:
+    return read_manifest(directory / MANIFEST_NAME) if (directory / MANIFEST_NAME).is_file() else None
+
+
+def _require_format(path: Path, found: str, wanted: str | None) -> None:
+    if wanted is not None and wanted != found:
+        raise UsageError(f"{path} holds a {found} model, not {wanted}", f"drop --format, or pass --format {found}")
+
+
+def _onnx_spec(artifact: Artifact) -> DetectorSpec | None:
+    data = artifact.onnx_bytes
     if not data:
-        raise InputError(f"{path} is empty (0 bytes)", "rebuild the model with `kit build`")
+        raise InputError(f"{artifact.source} is empty (0 bytes)", "rebuild the model with `kit build`")
     try:
         spec = spec_from_onnx(data)
     except InputError as exc:  # name the file the user gave, not "model bytes"
-        label = str(path) if kind != "zip" else f"{path} ({name})"
+        label = str(artifact.source) if artifact.container != "zip" else f"{artifact.source} ({artifact.onnx_name})"
         raise InputError(exc.message.replace("model bytes", label, 1), exc.hint) from exc
-    if spec is None and manifest is not None:
-        spec = DetectorSpec.from_dict(manifest["spec"])
-    return Artifact(source=path, kind=kind, onnx_name=name, onnx_bytes=data, spec=spec, manifest=manifest)
+    if spec is None and artifact.manifest is not None:
+        spec = DetectorSpec.from_dict(artifact.manifest["spec"])
+    return spec
 
 
 def _read_bytes(path: Path) -> bytes:

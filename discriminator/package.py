@@ -1,13 +1,19 @@
 """`kit package`: turn a checked model into the submission zip the network accepts, plus its record.
 
-The zip holds exactly one member, `<modality>_detector.onnx`, at its root, written
-deterministically (fixed timestamp, permissions, creator system and compression
-level) so the same model always gives the same sha256. Beside it goes
-`<zip>.json`, the submission record: spec, check results, sha256, size, kit version
-and, with a hotkey, the 16-hex commitment the chain records.
+The zip holds exactly the model's files at its root: for a bundle (what the network
+takes today) `model_config.yaml`, `model.py`, the weights file and `config.json` when
+there is one; for ONNX the one member `<modality>_detector.onnx`. Members are written
+deterministically (sorted names, fixed timestamp, permissions, creator system and
+compression level) so the same model always gives the same sha256. Beside it goes
+`<zip>.json`, the submission record: format, spec, check results, the zip's sha256 and
+size, a sha256 per member, the packaged model's path, kit version and, with a hotkey,
+the 16-hex commitment the chain records.
 
-Nothing is written unless `kit check` passes; nothing is overwritten without
-`force`; the written zip is re-opened through the defensive reader and checked again.
+By default both land beside the model they package: in the `kit build` folder, or
+the folder holding the `.onnx` file or bundle folder. Nothing is written unless
+`kit check` passes (an untrained head needs `allow_untrained`); nothing is overwritten
+without `force`; the written zip is re-opened through the defensive reader and
+checked again. `stale_packages` finds zips whose model has since changed.
 """
 
 from __future__ import annotations
@@ -24,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from discriminator import __version__
-from discriminator.artifact import load_artifact
-from discriminator.check import CheckReport, Rule, run_check
-from discriminator.check.context import CheckContext
-from discriminator.check.runner import parse_ort_version
+from discriminator.artifact import Artifact, formats_in, load_artifact, read_zip_members, sniff_zip_format
+from discriminator.check import CheckReport, Rule
+from discriminator.check.runner import check_artifact, expected_modality
 from discriminator.errors import InputError, KitError, OutputExistsError, UsageError
+from discriminator.spec import MANIFEST_NAME
 
 #: Every member gets this timestamp (the earliest a zip can store) so packaging is reproducible.
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
@@ -39,7 +45,15 @@ ZIP_COMPRESSION = zipfile.ZIP_DEFLATED
 ZIP_COMPRESSLEVEL = 6
 #: The subnet client's upload flag per modality.
 PUSH_FLAGS = {"image": "--image-model", "video": "--video-model"}
-SUBMISSIONS_DIR = "submissions"
+#: The zip's file name (without .zip) per format, unless --name says otherwise.
+ZIP_STEMS = {"onnx": "{modality}_detector", "bundle": "{modality}_bundle"}
+#: What a build folder holding both formats packages when --format is not given: what the network takes today.
+DEFAULT_PACKAGE_FORMAT = "bundle"
+#: The rule `allow_untrained` lets through.
+UNTRAINED_RULE = "head-trained"
+#: --name: a file name, not a path.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+RECORD_SUFFIX = ".json"
 BASE58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 SS58_LENGTHS = (47, 48)
 COMMITMENT_HEX_CHARS = 16
@@ -48,10 +62,11 @@ COMMITMENT_HEX_CHARS = 16
 class CheckFailedError(KitError):
     """`kit check` found failures; carries the report so the command line can show it."""
 
-    def __init__(self, report: CheckReport):
-        ids = ", ".join(r.id for r in report.failures)
-        super().__init__(f"refusing to package: {len(report.failures)} rule(s) fail ({ids})",
-                         f"run `kit check {report.source}` and apply the fixes shown")
+    def __init__(self, report: CheckReport, blocking: list[str]):
+        hint = f"run `kit check {report.source}` and apply the fixes shown"
+        if blocking == [UNTRAINED_RULE]:
+            hint = "train the head (kit train), or pass --allow-untrained if you really mean to submit it"
+        super().__init__(f"refusing to package: {len(blocking)} rule(s) fail ({', '.join(blocking)})", hint)
         self.report = report
 
 
@@ -63,11 +78,23 @@ class PackageResult:
     record_path: Path
     sha256: str
     size: int
+    format: str
     modality: str
     name: str
+    members: list[str]
     report: CheckReport
     commitment: str | None
     push_command: str
+
+
+@dataclass(frozen=True)
+class PackageState:
+    """A submission zip (and its record) found beside a model, and why it no longer matches, if it does not."""
+
+    zip_path: Path
+    record_path: Path | None
+    format: str | None
+    stale: str | None  # None: the zip still holds the current model
 
 
 def validate_hotkey(hotkey: str) -> str:
@@ -89,14 +116,30 @@ def commitment(zip_sha256: str, hotkey: str) -> str:
     return hashlib.sha256((zip_sha256 + hotkey).encode()).hexdigest()[:COMMITMENT_HEX_CHARS]
 
 
-def write_deterministic_zip(zip_path: Path, member_name: str, data: bytes) -> None:
-    """Write a one-member zip whose bytes depend only on (member_name, data)."""
-    info = zipfile.ZipInfo(member_name, date_time=ZIP_DATE_TIME)
-    info.external_attr = ZIP_MEMBER_MODE
-    info.create_system = ZIP_CREATE_SYSTEM_UNIX
-    info.compress_type = ZIP_COMPRESSION
+def write_deterministic_zip(zip_path: Path, members: dict[str, bytes]) -> None:
+    """Write a zip whose bytes depend only on the members' names and bytes (written in sorted name order)."""
     with zipfile.ZipFile(zip_path, "w") as zf:
-        zf.writestr(info, data, compress_type=ZIP_COMPRESSION, compresslevel=ZIP_COMPRESSLEVEL)
+        for name in sorted(members):
+            info = zipfile.ZipInfo(name, date_time=ZIP_DATE_TIME)
+            info.external_attr = ZIP_MEMBER_MODE
+            info.create_system = ZIP_CREATE_SYSTEM_UNIX
+            info.compress_type = ZIP_COMPRESSION
+            zf.writestr(info, members[name], compress_type=ZIP_COMPRESSION, compresslevel=ZIP_COMPRESSLEVEL)
+
+
+def validate_name(name: str) -> str:
+    """--name is the zip's file name without `.zip`: letters, digits, `.`, `_`, `-`; no path, no `..`."""
+    if not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise UsageError(f"--name {name!r} is not a plain file name", "use letters, digits, '.', '_' and '-' only "
+                         "(no '/' or '..'); choose the folder with --out")
+    return name[:-4] if name.lower().endswith(".zip") else name
+
+
+def package_dir_for(artifact: Artifact) -> Path:
+    """Where a model's zip goes by default: its `kit build` folder, else the folder holding the model."""
+    if artifact.container == "build-dir":
+        return artifact.source
+    return artifact.source.parent
 
 
 def package_submission(
@@ -108,37 +151,46 @@ def package_submission(
     ort_min: str = "1.22",
     threads: int | None = None,
     on_rule: Callable[[Rule], None] | None = None,
+    format: str | None = None,
+    name: str | None = None,
+    allow_untrained: bool = False,
+    time_limit_s: float | None = None,
 ) -> PackageResult:
-    """Check the model at `path` (an .onnx or a build folder), then write the zip and its record.
+    """Check the model at `path` (an .onnx, a bundle folder or a build folder), then write the zip and its record.
 
-    Default output: `submissions/<name>/<modality>_detector.zip`, relative to the current directory.
+    A build folder holding both formats packages the bundle unless `format` says "onnx".
+    Default output: beside the model (see `package_dir_for`), as `<modality>_bundle.zip` or `<modality>_detector.zip`.
     """
     hotkey = validate_hotkey(hotkey) if hotkey is not None else None
+    stem_override = validate_name(name) if name is not None else None
     path = Path(path)
     if path.is_file() and zipfile.is_zipfile(path):
-        raise UsageError(f"{path} is already a zip", "run `kit check` on it, or package the .onnx / build folder it came from")
-    artifact = load_artifact(path)
-    name = _submission_name(artifact.spec.name if artifact.spec is not None else
-                            (path.name if artifact.kind == "build-dir" else path.stem))
-    folder = Path(out_dir) if out_dir is not None else Path.cwd() / SUBMISSIONS_DIR / name
+        raise UsageError(f"{path} is already a zip", "run `kit check` on it, or package the model / build folder it came from")
+    if format is None and path.is_dir() and DEFAULT_PACKAGE_FORMAT in formats_in(path):
+        format = DEFAULT_PACKAGE_FORMAT
+    artifact = load_artifact(path, format)
+    folder = Path(out_dir) if out_dir is not None else package_dir_for(artifact)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--out {folder} is a file, not a folder", "pass a folder for the zip and its record (it is created if missing)")
     # Refuse to overwrite before spending time on the check (the modality names the zip).
-    expected_modality = CheckContext(artifact=artifact, ort_min=parse_ort_version(ort_min), threads=1,
-                                     requested_modality=modality).modality
-    if expected_modality is not None:
-        _refuse_overwrite(_output_paths(folder, expected_modality), force)
-    report = run_check(path, modality=modality, ort_min=ort_min, threads=threads, on_rule=on_rule)
-    if report.failed:
-        raise CheckFailedError(report)
+    known_modality = expected_modality(artifact, modality)
+    if known_modality is not None:
+        _refuse_overwrite(_output_paths(folder, stem_override, artifact.format, known_modality), force)
+    report = check_artifact(artifact, modality=modality, ort_min=ort_min, threads=threads, on_rule=on_rule,
+                            time_limit_s=time_limit_s)
+    blocking = [r.id for r in report.failures if not (allow_untrained and r.id == UNTRAINED_RULE)]
+    if blocking:
+        raise CheckFailedError(report, blocking)
     modality = report.modality
-    zip_path, record_path = _output_paths(folder, modality)
+    zip_path, record_path = _output_paths(folder, stem_override, artifact.format, modality)
     _refuse_overwrite((zip_path, record_path), force)
     folder.mkdir(parents=True, exist_ok=True)
 
-    member_name = f"{modality}_detector.onnx"
+    members = _zip_members(artifact, modality)
     temporary = zip_path.with_name(f".{zip_path.name}.{os.getpid()}.partial")
     try:
-        write_deterministic_zip(temporary, member_name, artifact.onnx_bytes)
-        recheck = _recheck(temporary, artifact.onnx_bytes, modality, ort_min, threads)
+        write_deterministic_zip(temporary, members)
+        recheck = _recheck(temporary, members, artifact.format, modality, ort_min, threads, time_limit_s)
         os.replace(temporary, zip_path)
     finally:
         temporary.unlink(missing_ok=True)
@@ -147,63 +199,133 @@ def package_submission(
     sha256 = hashlib.sha256(zip_bytes).hexdigest()
     push_command = f"gascli d push {PUSH_FLAGS[modality]} {zip_path}"
     result = PackageResult(zip_path=zip_path, record_path=record_path, sha256=sha256, size=len(zip_bytes),
-                           modality=modality, name=name, report=report,
-                           commitment=commitment(sha256, hotkey) if hotkey else None, push_command=push_command)
-    record_path.write_text(json.dumps(_record(result, artifact.onnx_bytes, member_name, hotkey, recheck),
-                                      indent=2, sort_keys=True, allow_nan=False) + "\n")
+                           format=artifact.format, modality=modality, name=zip_path.stem, members=sorted(members),
+                           report=report, commitment=commitment(sha256, hotkey) if hotkey else None,
+                           push_command=push_command)
+    record = _record(result, artifact, members, folder, hotkey, recheck, allow_untrained)
+    record_path.write_text(json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n")
     return result
 
 
-def _output_paths(folder: Path, modality: str) -> tuple[Path, Path]:
-    """The zip and its record: `<folder>/<modality>_detector.zip` and `….zip.json`."""
-    zip_path = folder / f"{modality}_detector.zip"
-    return zip_path, zip_path.with_name(zip_path.name + ".json")
+def stale_packages(build_dir: Path | str) -> list[Path]:
+    """Zips (and their records) in `build_dir` that no longer hold the model beside them; call after a rebuild."""
+    stale: list[Path] = []
+    for state in package_states(build_dir):
+        if state.stale is not None:
+            stale += [p for p in (state.zip_path, state.record_path) if p is not None and p.exists()]
+    return stale
+
+
+def package_states(folder: Path | str) -> list[PackageState]:
+    """Every kit submission zip in `folder`, with why it is stale (its model changed, is gone, or the zip was replaced)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    states = []
+    zips = sorted(p for p in folder.glob("*.zip") if p.is_file())
+    for record_path in sorted(folder.glob(f"*.zip{RECORD_SUFFIX}")):
+        zip_path = record_path.with_name(record_path.name[: -len(RECORD_SUFFIX)])
+        if not zip_path.exists() and _read_record(record_path) is not None:
+            states.append(PackageState(zip_path, record_path, None, "its zip is gone"))
+    for zip_path in zips:
+        record_path = zip_path.with_name(zip_path.name + RECORD_SUFFIX)
+        record = _read_record(record_path) if record_path.is_file() else None
+        if record is None and not (folder / MANIFEST_NAME).is_file():
+            continue  # a zip the kit did not write, beside no build: not ours to judge
+        if record is None and not any(zip_path.stem == stem.format(modality=m) for stem in ZIP_STEMS.values()
+                                      for m in PUSH_FLAGS):
+            continue
+        states.append(_package_state(folder, zip_path, record_path if record is not None else None, record))
+    return states
+
+
+def _package_state(folder: Path, zip_path: Path, record_path: Path | None, record: dict | None) -> PackageState:
+    try:
+        members = read_zip_members(zip_path)
+        fmt = sniff_zip_format(zip_path, list(members))
+    except InputError as exc:
+        return PackageState(zip_path, record_path, None, f"it cannot be read ({exc.message})")
+    if record is not None and record.get("zip_sha256") != hashlib.sha256(zip_path.read_bytes()).hexdigest():
+        return PackageState(zip_path, record_path, fmt, "the zip was replaced after its record was written")
+    source = folder / record["source"] if record is not None and record.get("source") else folder
+    try:
+        current = load_artifact(source, fmt)
+    except KitError:
+        return PackageState(zip_path, record_path, fmt, f"the {fmt} model it packaged is no longer at {source}")
+    if _hashes(current.members, fmt) != _hashes(members, fmt):
+        return PackageState(zip_path, record_path, fmt, f"the {fmt} model at {source} changed after it was packaged")
+    return PackageState(zip_path, record_path, fmt, None)
+
+
+def _hashes(members: dict[str, bytes], fmt: str) -> Any:
+    """What must agree between a zip and its model: ONNX the one file's bytes (its name in the zip differs); bundles every file."""
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in members.items()}
+    return sorted(digests.values()) if fmt == "onnx" else digests
+
+
+def _read_record(path: Path) -> dict | None:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) and "zip_sha256" in record else None
+
+
+def _zip_members(artifact: Artifact, modality: str) -> dict[str, bytes]:
+    if artifact.format == "onnx":
+        return {f"{modality}_detector.onnx": artifact.onnx_bytes}
+    return dict(artifact.members)
+
+
+def _output_paths(folder: Path, stem: str | None, fmt: str, modality: str) -> tuple[Path, Path]:
+    """The zip and its record: `<folder>/<stem>.zip` and `….zip.json`."""
+    zip_path = folder / f"{stem or ZIP_STEMS[fmt].format(modality=modality)}.zip"
+    return zip_path, zip_path.with_name(zip_path.name + RECORD_SUFFIX)
 
 
 def _refuse_overwrite(paths: tuple[Path, Path], force: bool) -> None:
     for target in paths:
         if target.exists() and not force:
             raise OutputExistsError(target)
+        if target.is_dir():
+            raise UsageError(f"{target} is a folder", "choose another --name or --out")
 
 
-def _recheck(zip_path: Path, onnx_bytes: bytes, modality: str, ort_min: str, threads: int | None) -> dict[str, Any]:
+def _recheck(zip_path: Path, members: dict[str, bytes], fmt: str, modality: str, ort_min: str,
+             threads: int | None, time_limit_s: float | None) -> dict[str, Any]:
     """Re-open the written zip through the defensive reader and run the rules again (untimed)."""
     reopened = load_artifact(zip_path)
-    if reopened.onnx_bytes != onnx_bytes:
+    if reopened.format != fmt or reopened.members != members:
         raise KitError(f"{zip_path} does not hold the checked model byte for byte", "check the disk, then run `kit package` again")
-    report = run_check(zip_path, modality=modality, ort_min=ort_min, threads=threads, measure_latency=False)
-    if report.failed:
-        ids = ", ".join(r.id for r in report.failures)
-        raise KitError(f"the written zip fails {ids} although the model passed", "report this with KIT_DEBUG=1 output")
-    return {"ok": True, "member": reopened.onnx_name, "summary": report.summary()}
+    report = check_artifact(reopened, modality=modality, ort_min=ort_min, threads=threads, measure_latency=False,
+                            time_limit_s=time_limit_s)
+    failing = [r.id for r in report.failures if r.id != UNTRAINED_RULE]
+    if failing:
+        raise KitError(f"the written zip fails {', '.join(failing)} although the model passed", "report this with KIT_DEBUG=1 output")
+    return {"ok": True, "members": sorted(reopened.members), "summary": report.summary()}
 
 
-def _record(result: PackageResult, onnx_bytes: bytes, member_name: str, hotkey: str | None,
-            recheck: dict[str, Any]) -> dict[str, Any]:
+def _record(result: PackageResult, artifact: Artifact, members: dict[str, bytes], folder: Path, hotkey: str | None,
+            recheck: dict[str, Any], allow_untrained: bool) -> dict[str, Any]:
     return {
         "kit_version": __version__,
         "name": result.name,
+        "format": result.format,
         "modality": result.modality,
+        "source": os.path.relpath(artifact.source.resolve(), folder.resolve()),
         "zip": result.zip_path.name,
         "zip_sha256": result.sha256,
         "zip_size": result.size,
-        "member": member_name,
-        "onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest(),
-        "onnx_size": len(onnx_bytes),
+        "members": {name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+                    for name, data in sorted(members.items())},
         "spec": result.report.spec,
         "check": result.report.to_dict(),
         "recheck": recheck,
+        "allowed_untrained": allow_untrained and any(r.id == UNTRAINED_RULE for r in result.report.failures),
         "hotkey": hotkey,
         "commitment": result.commitment,
         "push_command": result.push_command,
     }
-
-
-def _submission_name(raw: str) -> str:
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip(".-")
-    if not name:
-        raise InputError(f"cannot make a folder name from {raw!r}", "pass --out to choose the output folder")
-    return name
 
 
 def _base58_decode(text: str) -> bytes:

@@ -126,13 +126,15 @@ def save(model: onnx.ModelProto, path: Path) -> Path:
 
 
 def write_build_dir(directory: Path, spec: DetectorSpec, model: onnx.ModelProto | None = None,
-                    manifest_spec: DetectorSpec | None = None) -> Path:
+                    manifest_spec: DetectorSpec | None = None, head_trained: bool | None = None) -> Path:
     """A `kit build`-style folder: the model with its spec in metadata, and manifest.json beside it."""
     directory.mkdir(parents=True, exist_ok=True)
     model = model if model is not None else make_detector(spec.modality, spec=spec)
     save(model, directory / f"{spec.artifact_stem}.onnx")
-    write_manifest(directory, {"spec": (manifest_spec or spec).to_dict(), "onnx_file": f"{spec.artifact_stem}.onnx",
-                               "opset": 18})
+    manifest = {"spec": (manifest_spec or spec).to_dict(), "onnx_file": f"{spec.artifact_stem}.onnx", "opset": 18}
+    if head_trained is not None:
+        manifest["head_trained"] = head_trained
+    write_manifest(directory, manifest)
     return directory
 
 

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from discriminator.artifact import load_artifact
 from discriminator.cli.app import app
 from discriminator.errors import UsageError
-from discriminator.package import package_submission, validate_hotkey
-from tests.test_check_models import image_spec, make_detector, save, video_spec, write_build_dir
+from discriminator.package import package_submission, stale_packages, validate_hotkey
+from tests.test_check_models import check_cli, flagged, image_spec, make_detector, save, video_spec, write_build_dir
 
 #: Substrate's well-known development account "Alice" (SS58 prefix 42): a real, valid address.
 ALICE = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
@@ -55,7 +55,9 @@ def test_zip_holds_exactly_the_checked_model_at_its_root_with_fixed_metadata(tmp
     assert result.record_path == tmp_path / "out" / "video_detector.zip.json"
     record = json.loads(result.record_path.read_text())
     assert record["check"]["ok"] is True and record["recheck"]["ok"] is True
-    assert record["onnx_sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert record["format"] == "onnx"
+    assert record["members"] == {"video_detector.onnx": {"sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+                                                         "size": model.stat().st_size}}
     assert record["push_command"] == f"gascli d push --video-model {result.zip_path}"
 
 
@@ -121,21 +123,51 @@ def test_bad_hotkeys_are_refused_before_any_work(tmp_path, hotkey, fragment):
     assert not (tmp_path / "out").exists()
 
 
-def test_default_location_uses_the_spec_name_under_the_current_directory(tmp_path, monkeypatch):
+def test_default_location_is_the_build_folder_not_submissions_of_the_spec_name(tmp_path, monkeypatch):
+    # Issue 11: `kit package out/we` wrote to submissions/<spec-name>/ instead of next to the model.
     build = write_build_dir(tmp_path / "builds" / "folder-name", video_spec(name="my-clip-detector"))
     monkeypatch.chdir(tmp_path)
     result = package_submission(build, threads=1)
-    assert result.zip_path == tmp_path / "submissions" / "my-clip-detector" / "video_detector.zip"
+    assert result.zip_path == build / "video_detector.zip"
+    assert not (tmp_path / "submissions").exists()
     record = json.loads(result.record_path.read_text())
     assert record["spec"]["name"] == "my-clip-detector" and record["spec"]["frames"] == 16
+    assert record["source"] == "."
 
 
-def test_foreign_model_is_named_after_its_file(tmp_path, monkeypatch):
-    model = save(make_detector(), tmp_path / "resnet_fake_finder.onnx")
+def test_a_foreign_model_is_packaged_beside_its_file(tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    model = save(make_detector(), tmp_path / "models" / "resnet_fake_finder.onnx")
     monkeypatch.chdir(tmp_path)
     result = package_submission(model, threads=1)
-    assert result.zip_path == tmp_path / "submissions" / "resnet_fake_finder" / "image_detector.zip"
+    assert result.zip_path == tmp_path / "models" / "image_detector.zip"
     assert result.report.spec is None
+    assert json.loads(result.record_path.read_text())["source"] == "resnet_fake_finder.onnx"
+
+
+@pytest.mark.parametrize("name", ["../../escape", "a/b", "..", ".hidden", "x\\y", ""])
+def test_names_with_paths_are_refused_before_any_work(tmp_path, name):
+    model = save(make_detector(), tmp_path / "model.onnx")
+    result = package_cli(str(model), "--name", name)
+    assert result.exit_code == 2
+    assert "--name" in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.glob("*.zip")) == [] and not (tmp_path.parent / "escape.zip").exists()
+
+
+def test_name_sets_the_zip_file_name(tmp_path):
+    model = save(make_detector(), tmp_path / "model.onnx")
+    result = package_cli(str(model), "--name", "v2", "--out", str(tmp_path / "dist"))
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "dist" / "v2.zip").is_file() and (tmp_path / "dist" / "v2.zip.json").is_file()
+
+
+def test_out_pointing_at_a_file_is_one_line(tmp_path):
+    model = save(make_detector(), tmp_path / "model.onnx")
+    (tmp_path / "taken").write_text("a file")
+    result = package_cli(str(model), "--out", str(tmp_path / "taken"))
+    assert result.exit_code == 2
+    assert "is a file, not a folder" in result.stderr and "Errno" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_spec_mismatch_blocks_packaging(tmp_path):
@@ -152,3 +184,49 @@ def test_a_zip_is_not_packaged_again(tmp_path):
     result = package_cli(str(first.zip_path), "--out", str(tmp_path / "again"))
     assert result.exit_code == 2
     assert "already a zip" in result.stderr
+
+
+def rebuilt(model):
+    """The same detector with different bytes, as a rebuild gives."""
+    model.producer_version = "rebuilt"
+    return model
+
+
+def test_a_rebuilt_model_makes_its_old_zip_stale_and_check_says_so(tmp_path):
+    # Issue 11 item 3: after a forced rebuild the old zip and record stay beside the new model.
+    build = write_build_dir(tmp_path / "b", image_spec())
+    first = package_submission(build, threads=1)
+    assert stale_packages(build) == []
+    code, rules, _ = check_cli(build)
+    assert rules["stale-package"]["status"] == "pass" and first.zip_path.name in rules["stale-package"]["message"]
+
+    write_build_dir(build, image_spec(), model=rebuilt(make_detector(spec=image_spec())))
+    assert stale_packages(build) == [first.zip_path, first.record_path]
+    code, rules, _ = check_cli(build)
+    assert code == 0 and flagged(rules) == {"stale-package": "warn"}
+    assert "changed after it was packaged" in rules["stale-package"]["message"]
+    assert "kit package --force" in rules["stale-package"]["fix"]
+    package_submission(build, threads=1, force=True)
+    assert stale_packages(build) == []
+
+
+def test_a_zip_replaced_behind_its_record_is_stale(tmp_path):
+    build = write_build_dir(tmp_path / "b", image_spec())
+    first = package_submission(build, threads=1)
+    other = save(rebuilt(make_detector()), tmp_path / "other.onnx")
+    package_submission(other, out_dir=tmp_path / "elsewhere", threads=1)
+    first.zip_path.write_bytes((tmp_path / "elsewhere" / "image_detector.zip").read_bytes())
+    assert stale_packages(build) == [first.zip_path, first.record_path]
+
+
+def test_an_untrained_head_fails_check_and_needs_an_explicit_override_to_package(tmp_path):
+    # Issue 11 item 4: "UNTRAINED HEAD" builds were called ready to package.
+    build = write_build_dir(tmp_path / "b", image_spec(), head_trained=False)
+    code, rules, _ = check_cli(build)
+    assert code == 1 and flagged(rules) == {"head-trained": "fail"}
+    refused = package_cli(str(build))
+    assert refused.exit_code == 1 and "head-trained" in refused.stderr and "--allow-untrained" in refused.stderr
+    assert not (build / "image_detector.zip").exists()
+    allowed = package_cli(str(build), "--allow-untrained")
+    assert allowed.exit_code == 0, allowed.stderr
+    assert json.loads((build / "image_detector.zip.json").read_text())["allowed_untrained"] is True

@@ -39,7 +39,7 @@ def check_exit(path: Path) -> tuple[int, str]:
 def test_a_well_formed_zip_is_read_and_checked(tmp_path):
     path = write_zip(tmp_path / "ok.zip", [("image_detector.onnx", MODEL_BYTES)])
     artifact = load_artifact(path)
-    assert artifact.kind == "zip" and artifact.onnx_bytes == MODEL_BYTES
+    assert (artifact.container, artifact.format) == ("zip", "onnx") and artifact.onnx_bytes == MODEL_BYTES
     code, _ = check_exit(path)
     assert code == 0
 
@@ -47,7 +47,7 @@ def test_a_well_formed_zip_is_read_and_checked(tmp_path):
 CASES = [
     ("two members", [("image_detector.onnx", MODEL_BYTES), ("README.txt", b"hi")], None, "exactly one .onnx"),
     ("two models", [("a.onnx", MODEL_BYTES), ("b.onnx", MODEL_BYTES)], None, "exactly one .onnx"),
-    ("no model", [("notes.txt", b"hi")], None, "exactly one .onnx"),
+    ("no model", [("notes.txt", b"hi")], None, "neither one .onnx file nor a bundle"),
     ("traversal", [("../image_detector.onnx", MODEL_BYTES)], None, "'..'"),
     ("absolute", [("/etc/image_detector.onnx", MODEL_BYTES)], None, "absolute path"),
     ("symlink", [("image_detector.onnx", b"/etc/passwd")], stat.S_IFLNK | 0o777, "symbolic link"),

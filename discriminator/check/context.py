@@ -74,6 +74,8 @@ class RunOutcome:
     output: np.ndarray | None
     error: str | None
     seconds: float
+    #: For bundles, the evaluator's stage that failed: "forward", "output", "timeout", "crash", …
+    stage: str | None = None
 
     @property
     def ok(self) -> bool:

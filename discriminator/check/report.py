@@ -14,7 +14,8 @@ STATUS_MARKS = {"pass": "[green]✓[/]", "warn": "[yellow]⚠[/]", "fail": "[bol
 
 def report_table(report: CheckReport) -> Table:
     modality = report.modality or "unknown modality"
-    table = Table(title=f"kit check: {escape(report.source)} ({modality}, onnxruntime ≥ {report.ort_min})",
+    engine = f"onnxruntime ≥ {report.ort_min}" if report.format == "onnx" else "bundle, run as the evaluator does"
+    table = Table(title=f"kit check: {escape(report.source)} ({report.format}, {modality}, {engine})",
                   title_justify="left", show_lines=False)
     table.add_column("", no_wrap=True)
     table.add_column("rule", style="bold", no_wrap=True)

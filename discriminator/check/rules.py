@@ -430,6 +430,39 @@ def check_spec_match(ctx: CheckContext) -> Finding:
     return passed(f"graph matches the spec {spec.name!r} (size, frames, classes, order)")
 
 
+# ---------------------------------------------------------------------------- what the build recorded (both formats)
+
+
+def check_head_trained(ctx: CheckContext) -> Finding:
+    manifest = ctx.artifact.manifest
+    if manifest is None:
+        return skipped("no kit manifest: nothing records whether the head was trained")
+    trained = manifest.get("head_trained")
+    if trained is None:
+        return skipped("the manifest does not record head_trained (built before the kit recorded it)")
+    if trained is False:
+        return problem("manifest.json records head_trained: false: the class logits come from random weights, so the "
+                       "model scores about chance and burns the hotkey's one submission", "untrained")
+    return passed("the build recorded a trained head", "trained")
+
+
+def check_stale_package(ctx: CheckContext) -> Finding:
+    from discriminator.package import package_dir_for, package_states
+
+    if ctx.artifact.container == "zip":
+        return skipped("a zip is checked as it is")
+    folder = package_dir_for(ctx.artifact)
+    states = [s for s in package_states(folder) if s.stale and s.format in (None, ctx.artifact.format)]
+    if states:
+        first = states[0]
+        more = f" (+{len(states) - 1} more)" if len(states) > 1 else ""
+        return problem(f"{first.zip_path} does not hold this model: {first.stale}{more}", len(states))
+    current = [s for s in package_states(folder) if s.format == ctx.artifact.format]
+    if current:
+        return passed(f"{current[0].zip_path.name} holds this model", current[0].zip_path.name)
+    return passed("no earlier submission zip beside the model")
+
+
 # ---------------------------------------------------------------------------- size and speed
 
 
@@ -578,6 +611,13 @@ RULES: tuple[Rule, ...] = (
          "the spec is what bench, the manifest and the submission record claim about the model",
          "rebuild with `kit build` so the graph and the manifest are written together", check_spec_match,
          needs=("input-rank",)),
+    Rule("head-trained", "fail", "the build recorded a trained classification head",
+         "a head with random weights scores about chance, and each hotkey has one counted submission for life",
+         "train it (`kit train`, then `kit build --model runs/<modality>`) or build with --weights; "
+         "`kit package --allow-untrained` only if you mean it", check_head_trained),
+    Rule("stale-package", "warn", "no zip beside the model that holds an older model",
+         "the zip a miner pushes must be the model that was checked; a forced rebuild leaves the old zip's model behind",
+         "run `kit package --force` on the model to replace the zip and its record", check_stale_package),
     Rule("large-constants", "warn", "no large lookup-table-like constants",
          "the network scans ONNX files for memorised tables (integer arrays or Gather-indexed blocks)",
          "keep weights as float tensors used by the network; drop tables keyed on inputs", check_large_constants),

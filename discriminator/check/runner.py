@@ -1,8 +1,11 @@
-"""Run the rule table against one model and collect a `CheckReport`.
+"""Run a format's rule table against one model and collect a `CheckReport`.
 
-`run_check(path)` accepts an `.onnx` file, a `kit build` folder or a submission
-zip. A path that cannot be read at all raises `InputError` (exit 2); everything
-else about the model, however broken, becomes a rule result.
+`run_check(path)` accepts an `.onnx` file, a bundle folder, a `kit build` folder or
+a submission zip, and checks one format (`format` picks one of a build folder's two);
+`run_checks(path)` checks every format the path holds. Each format has its own table
+(`RULES` for ONNX, `BUNDLE_RULES` for bundles) and context. A path that cannot be read
+at all raises `InputError` (exit 2); everything else about the model, however broken,
+becomes a rule result.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from discriminator import __version__
-from discriminator.artifact import load_artifact
+from discriminator.artifact import Artifact, formats_in, load_artifact
 from discriminator.check.context import CheckContext, default_threads
 from discriminator.check.rules import ORT_LIMITS, RULES, Finding, Rule
 from discriminator.errors import UsageError
@@ -47,8 +50,9 @@ class CheckReport:
     """Every rule's result for one model, in table order."""
 
     source: str
-    kind: str
-    onnx_name: str
+    format: str
+    container: str
+    members: list[str]
     modality: str | None
     ort_min: str
     threads: int
@@ -83,8 +87,9 @@ class CheckReport:
         return {
             "kit_version": __version__,
             "source": self.source,
-            "kind": self.kind,
-            "onnx_name": self.onnx_name,
+            "format": self.format,
+            "container": self.container,
+            "members": self.members,
             "modality": self.modality,
             "ort_min": self.ort_min,
             "threads": self.threads,
@@ -108,6 +113,13 @@ def parse_ort_version(text: str) -> tuple[int, int]:
     return version
 
 
+def rules_for(fmt: str) -> tuple[Rule, ...]:
+    """The rule table of a format."""
+    from discriminator.check.rules_bundle import BUNDLE_RULES
+
+    return BUNDLE_RULES if fmt == "bundle" else RULES
+
+
 def run_check(
     path: Path | str,
     modality: str | None = None,
@@ -115,20 +127,79 @@ def run_check(
     threads: int | None = None,
     measure_latency: bool = True,
     on_rule: Callable[[Rule], None] | None = None,
+    format: str | None = None,
+    time_limit_s: float | None = None,
 ) -> CheckReport:
-    """Check one model against the validator contract. `on_rule` is called before each rule (for progress bars)."""
-    if modality is not None and modality not in MODALITIES:
-        raise UsageError(f"--modality {modality!r} is not one of {', '.join(MODALITIES)}", "pass --modality image or --modality video")
+    """Check one model against the contract of its format. `on_rule` is called before each rule (for progress bars)."""
+    _validate_modality(modality)
+    parse_ort_version(ort_min)
+    return check_artifact(load_artifact(path, format), modality=modality, ort_min=ort_min, threads=threads,
+                          measure_latency=measure_latency, on_rule=on_rule, time_limit_s=time_limit_s)
+
+
+def run_checks(path: Path | str, format: str | None = None, **options: Any) -> list[CheckReport]:
+    """Check every format `path` holds (both for a build folder with ONNX and a bundle), or only `format`."""
+    _validate_modality(options.get("modality"))
+    parse_ort_version(options.get("ort_min", "1.22"))
+    formats = (format,) if format is not None else (formats_in(path) or (None,))
+    return [run_check(path, format=fmt, **options) for fmt in formats]
+
+
+def expected_modality(artifact: Artifact, requested: str | None = None) -> str | None:
+    """The modality a check of `artifact` will use, found without running anything (None when the model says nothing)."""
+    if artifact.format == "bundle":
+        from discriminator.check.bundle_context import BundleContext
+
+        return BundleContext(artifact=artifact, folder=artifact.location or Path("."), threads=1,
+                             requested_modality=requested).modality
+    return CheckContext(artifact=artifact, ort_min=min(ORT_LIMITS), threads=1, requested_modality=requested).modality
+
+
+def check_artifact(
+    artifact: Artifact,
+    modality: str | None = None,
+    ort_min: str = "1.22",
+    threads: int | None = None,
+    measure_latency: bool = True,
+    on_rule: Callable[[Rule], None] | None = None,
+    time_limit_s: float | None = None,
+) -> CheckReport:
+    """Check an artifact already read (kit package checks what it is about to zip)."""
+    _validate_modality(modality)
     version = parse_ort_version(ort_min)
-    artifact = load_artifact(path)
-    ctx = CheckContext(artifact=artifact, ort_min=version, threads=threads or default_threads(),
+    threads = threads or default_threads()
+    if artifact.format == "bundle":
+        return _check_bundle(artifact, modality, version, threads, measure_latency, on_rule, time_limit_s)
+    ctx = CheckContext(artifact=artifact, ort_min=version, threads=threads,
                        requested_modality=modality, measure_latency=measure_latency)
     ctx.model  # noqa: B018 — parse now: an unreadable file is an InputError, not a rule result
-    report = CheckReport(source=str(artifact.source), kind=artifact.kind, onnx_name=artifact.onnx_name,
-                         modality=ctx.modality, ort_min=f"{version[0]}.{version[1]}", threads=ctx.threads,
-                         spec=artifact.spec.to_dict() if artifact.spec is not None else None)
+    return _walk(RULES, ctx, _new_report(artifact, ctx.modality, version, threads), on_rule)
+
+
+def _check_bundle(artifact: Artifact, modality: str | None, version: tuple[int, int], threads: int,
+                  measure_latency: bool, on_rule: Callable[[Rule], None] | None,
+                  time_limit_s: float | None) -> CheckReport:
+    from discriminator.check.bundle_context import DEFAULT_TIME_LIMIT_S, BundleContext
+
+    with artifact.bundle_dir() as folder:
+        ctx = BundleContext(artifact=artifact, folder=folder, threads=threads, requested_modality=modality,
+                            measure_latency=measure_latency, time_limit_s=time_limit_s or DEFAULT_TIME_LIMIT_S)
+        ctx.require_modality()
+        try:
+            return _walk(rules_for("bundle"), ctx, _new_report(artifact, ctx.modality, version, threads), on_rule)
+        finally:
+            ctx.close()
+
+
+def _new_report(artifact: Artifact, modality: str | None, version: tuple[int, int], threads: int) -> CheckReport:
+    return CheckReport(source=str(artifact.source), format=artifact.format, container=artifact.container,
+                       members=sorted(artifact.members), modality=modality, ort_min=f"{version[0]}.{version[1]}",
+                       threads=threads, spec=artifact.spec.to_dict() if artifact.spec is not None else None)
+
+
+def _walk(rules: tuple[Rule, ...], ctx: Any, report: CheckReport, on_rule: Callable[[Rule], None] | None) -> CheckReport:
     statuses: dict[str, str] = {}
-    for rule in RULES:
+    for rule in rules:
         if on_rule is not None:
             on_rule(rule)
         finding = _evaluate(rule, ctx, statuses)
@@ -139,7 +210,12 @@ def run_check(
     return report
 
 
-def _evaluate(rule: Rule, ctx: CheckContext, statuses: dict[str, str]) -> Finding:
+def _validate_modality(modality: str | None) -> None:
+    if modality is not None and modality not in MODALITIES:
+        raise UsageError(f"--modality {modality!r} is not one of {', '.join(MODALITIES)}", "pass --modality image or --modality video")
+
+
+def _evaluate(rule: Rule, ctx: Any, statuses: dict[str, str]) -> Finding:
     if rule.modality is not None and ctx.modality != rule.modality:
         return Finding("skip", f"applies to {rule.modality} models only")
     blocked = [need for need in rule.needs if statuses.get(need) in ("fail", "skip")]

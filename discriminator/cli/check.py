@@ -1,4 +1,4 @@
-"""`kit check`: run the validator-contract rules on an ONNX file, build folder or submission zip."""
+"""`kit check`: run the network-contract rules on an ONNX file, a bundle, a build folder or a submission zip."""
 
 from __future__ import annotations
 
@@ -10,51 +10,67 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from discriminator.check.rules import RULES, Rule
+from discriminator.check.rules import Rule
 from discriminator.cli.common import console, err_console, examples_epilog, kit_command
 
 EXAMPLES = [
-    ("kit check submissions/example-video/", "check a `kit build` folder (the spec is compared too)"),
+    ("kit check submissions/example-video/", "check a `kit build` folder: its bundle and its ONNX twin, each against its own rules"),
+    ("kit check submissions/example-video/bundle --modality video", "check a bundle folder (model_config.yaml + model.py + weights)"),
     ("kit check my_model.onnx --modality video", "check any ONNX file, saying what it is"),
-    ("kit check submissions/example-video/video_detector.zip", "check a submission zip exactly as it will be uploaded"),
+    ("kit check submissions/example-video/video_bundle.zip", "check a submission zip exactly as it will be uploaded"),
     ("kit check model.onnx --json > check.json", "machine-readable results; exit 1 when a rule fails"),
 ]
+FORMAT_HELP = "onnx or bundle: check only that one of a build folder's formats (default: every format the path holds)."
+TIME_LIMIT_HELP = "Seconds a bundle may take to load, and then each batch, before it is called hung."
 
 
 @contextmanager
-def rule_progress() -> Iterator[Callable[[Rule], None]]:
-    """A progress bar over the rule table (on stderr, only on a terminal); yields the per-rule callback."""
+def rule_progress(total: int) -> Iterator[Callable[[Rule], None]]:
+    """A progress bar over `total` rules (on stderr, only on a terminal); yields the per-rule callback."""
     with Progress(TextColumn("checking [bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=True,
                   disable=not err_console.is_terminal) as progress:
-        task = progress.add_task("", total=len(RULES))
-        position = {rule.id: index for index, rule in enumerate(RULES)}
+        task = progress.add_task("", total=total)
+        done = [0]
 
         def on_rule(rule: Rule) -> None:
-            progress.update(task, description=rule.id, completed=position[rule.id])
+            progress.update(task, description=rule.id, completed=done[0])
+            done[0] += 1
 
         yield on_rule
 
 
 @kit_command
 def check_command(
-    path: str = typer.Argument(..., help="An .onnx file, a `kit build` folder, or a submission .zip."),
-    modality: Optional[str] = typer.Option(None, "--modality", "-m", help="image or video (default: the spec's, else from the input rank)."),
-    json_output: bool = typer.Option(False, "--json", help="Print the results as JSON instead of a table."),
+    path: str = typer.Argument(..., help="An .onnx file, a bundle folder, a `kit build` folder, or a submission .zip."),
+    modality: Optional[str] = typer.Option(None, "--modality", "-m", help="image or video (default: the spec's, else from the input rank or model_config.yaml)."),
+    format: Optional[str] = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
+    json_output: bool = typer.Option(False, "--json", help="Print the results as JSON (one report, or {ok, reports} for several formats)."),
     ort_min: str = typer.Option("1.22", "--ort-min", help="The validators' onnxruntime version (sets the opset and IR limits)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="intra-op threads for the latency figure (default: all cores)."),
+    time_limit: float = typer.Option(300.0, "--time-limit", min=1.0, help=TIME_LIMIT_HELP),
 ) -> None:
     """Catch every contract mistake before pushing. Exit 0: nothing fails; 1: a rule fails; 2: unreadable input."""
-    from discriminator.check import run_check
+    from discriminator import __version__
+    from discriminator.artifact import formats_in, load_artifact
+    from discriminator.check import rules_for, run_check
     from discriminator.check.report import print_report
 
-    with rule_progress() as on_rule:
-        report = run_check(path, modality=modality, ort_min=ort_min, threads=threads, on_rule=on_rule)
+    formats = (load_artifact(path, format).format,) if format else formats_in(path)
+    reports = []
+    with rule_progress(sum(len(rules_for(f)) for f in formats)) as on_rule:
+        for fmt in formats or (None,):
+            reports.append(run_check(path, modality=modality, ort_min=ort_min, threads=threads, on_rule=on_rule,
+                                     format=fmt, time_limit_s=time_limit))
+    failed = any(report.failed for report in reports)
     if json_output:
-        typer.echo(json.dumps(report.to_dict(), indent=2, allow_nan=False))
+        payload = reports[0].to_dict() if len(reports) == 1 else {
+            "kit_version": __version__, "source": path, "ok": not failed, "reports": [r.to_dict() for r in reports]}
+        typer.echo(json.dumps(payload, indent=2, allow_nan=False))
     else:
-        print_report(report, console)
-    raise typer.Exit(1 if report.failed else 0)
+        for report in reports:
+            print_report(report, console)
+    raise typer.Exit(1 if failed else 0)
 
 
 def register(app: typer.Typer) -> None:

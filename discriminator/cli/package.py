@@ -1,4 +1,4 @@
-"""`kit package`: check a model, then write its deterministic submission zip and record."""
+"""`kit package`: check a model, then write its deterministic submission zip and record beside it."""
 
 from __future__ import annotations
 
@@ -6,39 +6,46 @@ from typing import Optional
 
 import typer
 
-from discriminator.cli.check import rule_progress
+from discriminator.cli.check import TIME_LIMIT_HELP, rule_progress
 from discriminator.cli.common import console, examples_epilog, kit_command, print_success
 
 EXAMPLES = [
-    ("kit package submissions/example-video/", "check and zip a `kit build` folder into submissions/example-video/video_detector.zip"),
-    ("kit package my_model.onnx --hotkey 5F...", "also record the commitment the chain will hold for your hotkey"),
-    ("kit package my_model.onnx --out dist/ --force", "write dist/<modality>_detector.zip, replacing an earlier one"),
+    ("kit package submissions/example-video/", "check and zip a `kit build` folder's bundle into submissions/example-video/video_bundle.zip"),
+    ("kit package submissions/example-video/ --format onnx", "the ONNX twin instead, as submissions/example-video/video_detector.zip"),
+    ("kit package my_bundle/ --modality image --hotkey 5F...", "a bundle folder; also record the commitment the chain will hold for your hotkey"),
+    ("kit package my_model.onnx --out dist/ --name v2 --force", "write dist/v2.zip, replacing an earlier one"),
 ]
 
 
 @kit_command
 def package_command(
-    path: str = typer.Argument(..., help="An .onnx file or a `kit build` folder."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Folder for the zip (default: submissions/<name>/)."),
+    path: str = typer.Argument(..., help="An .onnx file, a bundle folder or a `kit build` folder."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Folder for the zip and its record (default: beside the model, in its build folder)."),
+    name: Optional[str] = typer.Option(None, "--name", "-n", help="The zip's file name without .zip (default: <modality>_bundle or <modality>_detector)."),
+    format: Optional[str] = typer.Option(None, "--format", "-f", help="onnx or bundle, for a build folder holding both (default: bundle, what the network takes)."),
     hotkey: Optional[str] = typer.Option(None, "--hotkey", help="Your hotkey's SS58 address: adds the chain commitment to the record."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing zip and record."),
-    modality: Optional[str] = typer.Option(None, "--modality", "-m", help="image or video (default: the spec's, else from the input rank)."),
-    ort_min: str = typer.Option("1.22", "--ort-min", help="The validators' onnxruntime version."),
+    allow_untrained: bool = typer.Option(False, "--allow-untrained", help="Package even though the build recorded an untrained head (it scores about chance)."),
+    modality: Optional[str] = typer.Option(None, "--modality", "-m", help="image or video (default: the spec's, else from the model)."),
+    ort_min: str = typer.Option("1.22", "--ort-min", help="The validators' onnxruntime version (ONNX only)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="intra-op threads for the latency figure."),
+    time_limit: float = typer.Option(300.0, "--time-limit", min=1.0, help=TIME_LIMIT_HELP),
 ) -> None:
     """Run `kit check`, refuse on any failure (warnings never block), then write the zip and its .json record."""
+    from discriminator.check import BUNDLE_RULES, RULES
     from discriminator.check.report import print_report
     from discriminator.package import CheckFailedError, package_submission
 
     try:
-        with rule_progress() as on_rule:
+        with rule_progress(max(len(RULES), len(BUNDLE_RULES))) as on_rule:
             result = package_submission(path, out_dir=out, hotkey=hotkey, force=force, modality=modality,
-                                        ort_min=ort_min, threads=threads, on_rule=on_rule)
+                                        ort_min=ort_min, threads=threads, on_rule=on_rule, format=format, name=name,
+                                        allow_untrained=allow_untrained, time_limit_s=time_limit)
     except CheckFailedError as exc:
         print_report(exc.report, console)
         raise
     print_report(result.report, console)
-    print_success(f"wrote {result.zip_path} ({result.size / 1024:.1f} KiB, one member: {result.modality}_detector.onnx)")
+    print_success(f"wrote {result.zip_path} ({result.size / 1024:.1f} KiB, {result.format}: {', '.join(result.members)})")
     print_success(f"record {result.record_path}")
     console.print(f"sha256      {result.sha256}")
     if result.commitment:

@@ -1,0 +1,270 @@
+"""What the checker knows about one bundle: its files, its model_config.yaml, its model.py, and its runs.
+
+`BundleContext` is the bundle's counterpart of the ONNX `CheckContext`: the behaviour
+rules shared by both formats (finite, not-softmaxed, responsive, latency) only call
+`run(batch, frames, probe)`, `probe_batch`, `validator_batch`, `spec` and `modality`.
+Everything static (the YAML as written, the static analysis of model.py, the
+`load_model` signature) is read here without running anything. The model itself runs
+only in a `BundleWorker` (validator_sim/bundle_runtime.py): a fresh `python -I`
+process with the kit's packages refused, loaded exactly as the evaluator loads it,
+with a time limit on loading and on every batch, so a model.py that hangs, crashes or
+prints megabytes costs a rule result, never the kit. Runs are cached per
+(batch, frames, probe) as in the ONNX context; a failed run is a finding, not an exception.
+
+No torch import here: torch runs in the worker only.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from discriminator.artifact import BUNDLE_CONFIG, BUNDLE_MODEL, Artifact, bundle_weights_name
+from discriminator.bundle.analyzer import Violation, analyze_source
+from discriminator.check.context import PROBES, RunOutcome
+from discriminator.errors import UsageError
+from discriminator.spec import DetectorSpec
+from validator_sim.bundle_runtime import BATCH_SIZES, BundleError, BundleWorker
+
+#: Seconds the bundle may take to import and load, and then to answer each batch, before the check gives up on it.
+DEFAULT_TIME_LIMIT_S = 300.0
+
+
+@dataclass
+class BundleContext:
+    """One bundle under check. Rules read from it; it runs the model (in a worker process) for them."""
+
+    artifact: Artifact
+    folder: Path  # the bundle on disk as the evaluator would load it (a temporary copy for a zip)
+    threads: int
+    requested_modality: str | None = None
+    measure_latency: bool = True
+    time_limit_s: float = DEFAULT_TIME_LIMIT_S
+    _runs: dict[tuple[int, int | None, str], RunOutcome] = field(default_factory=dict, repr=False)
+    _worker: BundleWorker | None = field(default=None, repr=False)
+    _load_error: BundleError | None = field(default=None, repr=False)
+    _load_tried: bool = field(default=False, repr=False)
+
+    # ------------------------------------------------------------------ the files
+    @property
+    def names(self) -> list[str]:
+        """Every file name in the bundle: the members and, for a folder, the other files beside them."""
+        return sorted({*self.artifact.members, *self.artifact.extra_files})
+
+    def member(self, name: str) -> bytes | None:
+        return self.artifact.members.get(name)
+
+    @cached_property
+    def weights_name(self) -> str:
+        config = self.member(BUNDLE_CONFIG)
+        return bundle_weights_name(config) if config is not None else "model.safetensors"
+
+    # ------------------------------------------------------------------ model_config.yaml as written
+    @cached_property
+    def raw_config(self) -> tuple[dict | None, str | None]:
+        """(the parsed YAML mapping, None) or (None, why it cannot be read)."""
+        import yaml
+
+        data = self.member(BUNDLE_CONFIG)
+        if data is None:
+            return None, f"no {BUNDLE_CONFIG}"
+        try:
+            raw = yaml.safe_load(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            return None, f"{BUNDLE_CONFIG} is not UTF-8 text"
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            return None, f"{BUNDLE_CONFIG} is not valid YAML{where} ({problem})"
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            return None, f"{BUNDLE_CONFIG} holds a {type(raw).__name__}, not a mapping of keys"
+        for section in ("preprocessing", "model"):
+            if raw.get(section) is not None and not isinstance(raw[section], dict):
+                return None, f"`{section}:` holds a {type(raw[section]).__name__}, not a mapping of keys"
+        return raw, None
+
+    def section(self, name: str) -> dict[str, Any]:
+        raw, _ = self.raw_config
+        return (raw or {}).get(name) or {}
+
+    # ------------------------------------------------------------------ what it is
+    @property
+    def spec(self) -> DetectorSpec | None:
+        return self.artifact.spec
+
+    @cached_property
+    def modality(self) -> str | None:
+        """--modality, else the kit spec's, else model_config.yaml's `modality`, else video when it sets num_frames."""
+        if self.requested_modality:
+            return self.requested_modality
+        if self.spec is not None:
+            return self.spec.modality
+        raw, _ = self.raw_config
+        written = (raw or {}).get("modality")
+        if written in ("image", "video"):
+            return written
+        preprocessing = self.section("preprocessing")
+        if "num_frames" in preprocessing or "max_frames" in preprocessing:
+            return "video"
+        return None
+
+    def require_modality(self) -> str:
+        if self.modality is None:
+            raise UsageError(f"cannot tell whether {self.artifact.source} is an image or a video bundle "
+                             f"({BUNDLE_CONFIG} sets no `modality` and no num_frames)", "pass --modality image or --modality video")
+        return self.modality
+
+    @cached_property
+    def model_tree(self) -> ast.Module | None:
+        source = self.member(BUNDLE_MODEL)
+        if source is None:
+            return None
+        try:
+            return ast.parse(source.decode("utf-8", errors="replace"))
+        except SyntaxError:
+            return None
+
+    @cached_property
+    def violations(self) -> list[Violation]:
+        source = self.member(BUNDLE_MODEL) or b""
+        siblings = {name[:-3] for name in self.names if name.endswith(".py") and name != BUNDLE_MODEL}
+        if self.artifact.location is not None:
+            siblings |= {p.name for p in self.artifact.location.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+        return analyze_source(source.decode("utf-8", errors="replace"), BUNDLE_MODEL, sibling_modules=siblings)
+
+    def load_model_signature(self) -> inspect.Signature | None:
+        """`load_model`'s signature as written at model.py's top level (None when there is no plain `def load_model`)."""
+        tree = self.model_tree
+        if tree is None:
+            return None
+        defs = [node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and node.name == "load_model"]
+        return _signature_from_ast(defs[-1].args) if defs else None
+
+    # ------------------------------------------------------------------ what the evaluator feeds
+    @property
+    def validator_batch(self) -> int:
+        return BATCH_SIZES.get(self.modality or "image", 32)
+
+    @property
+    def probe_batch(self) -> int:
+        return 1
+
+    @property
+    def probe_frames(self) -> int | None:
+        return self.loaded_info["config"]["num_frames"] if self.modality == "video" and self.loaded_info else None
+
+    def dim(self, axis_name: str) -> None:
+        """A bundle declares no graph axes: every size comes from model_config.yaml (the latency rule asks for the batch)."""
+        return None
+
+    def feed_shape(self, batch: int, frames: int | None = None) -> tuple[int, ...]:
+        config = self.loaded_info["config"]
+        height, width = config["height"], config["width"]
+        if self.modality == "video":
+            return (batch, frames if frames is not None else config["num_frames"], 3, height, width)
+        return (batch, 3, height, width)
+
+    # ------------------------------------------------------------------ the worker
+    def load(self) -> tuple[BundleWorker | None, BundleError | None]:
+        """Start the worker once (model.py imported as custom_model, load_model called, .to(device, dtype).eval())."""
+        if not self._load_tried:
+            self._load_tried = True
+            try:
+                self._worker = BundleWorker(self.folder, self.require_modality(), device="cpu",
+                                            load_timeout_s=self.time_limit_s, threads=self.threads)
+            except BundleError as exc:
+                self._load_error = exc
+        return self._worker, self._load_error
+
+    @property
+    def loaded_info(self) -> dict[str, Any] | None:
+        worker, _ = self.load()
+        return worker.info if worker is not None else None
+
+    @property
+    def seconds_to_load(self) -> float:
+        worker, _ = self.load()
+        return worker.seconds_to_load if worker is not None else 0.0
+
+    def run(self, batch: int, frames: int | None = None, probe: str = "random") -> RunOutcome:
+        """Run the bundle as the evaluator does (uint8, no_grad, output parsed); cached per (batch, frames, probe)."""
+        key = (batch, frames, probe)
+        if key not in self._runs:
+            self._runs[key] = self._run_uncached(batch, frames, probe)
+        return self._runs[key]
+
+    def _run_uncached(self, batch: int, frames: int | None, probe: str) -> RunOutcome:
+        worker, error = self.load()
+        if worker is None:
+            return RunOutcome((batch,), None, f"the bundle did not load: {error.message}", 0.0, stage=error.stage)
+        shape = self.feed_shape(batch, frames)
+        started = time.perf_counter()
+        try:
+            output = worker.run(PROBES[probe](shape), timeout_s=self.time_limit_s)
+        except BundleError as exc:
+            message = exc.message
+            if exc.stage == "timeout":
+                message += f" ({self.time_limit_s:g} s limit)"
+            return RunOutcome(shape, None, message + _last_line(exc.detail, message), time.perf_counter() - started,
+                              stage=exc.stage)
+        return RunOutcome(shape, output, None, worker.last_seconds)
+
+    def time_runs(self, batch: int, repeats: int) -> list[float]:
+        """Seconds per forward at `batch` inside the worker (after one untimed run), `repeats` times."""
+        if not self.run(batch).ok:
+            return []
+        worker, _ = self.load()
+        times = []
+        for _ in range(repeats):
+            outcome = self._run_uncached(batch, None, "random")
+            if not outcome.ok:
+                break
+            times.append(worker.last_seconds)
+        return times
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+
+
+def describe_load_error(error: BundleError, time_limit_s: float) -> str:
+    """One line for a failed load: the stage, what went wrong, and the traceback's last line when it adds something."""
+    if error.stage == "timeout":
+        return f"timed out: {error.message} ({time_limit_s:g} s limit; model.py hangs, or pass a larger --time-limit)"
+    return f"{error.stage}: {error.message}" + _last_line(error.detail, error.message)
+
+
+def _last_line(detail: str, message: str) -> str:
+    """The last line of a traceback or log tail, in brackets, unless the message already says it."""
+    lines = [line.strip() for line in (detail or "").splitlines() if line.strip() and not line.startswith("---")]
+    if not lines or lines[-1].startswith(("File ", "Traceback")):
+        return ""
+    last = lines[-1][:160]
+    return "" if last in message or message.endswith(last.split(": ", 1)[-1]) else f" [{last}]"
+
+
+def _signature_from_ast(args: ast.arguments) -> inspect.Signature:
+    """An inspect.Signature with the written parameter names and kinds (defaults stand in as None)."""
+    parameter = inspect.Parameter
+    positional = [*args.posonlyargs, *args.args]
+    first_default = len(positional) - len(args.defaults)
+    params = [parameter(arg.arg, parameter.POSITIONAL_ONLY if index < len(args.posonlyargs) else parameter.POSITIONAL_OR_KEYWORD,
+                        default=parameter.empty if index < first_default else None)
+              for index, arg in enumerate(positional)]
+    if args.vararg is not None:
+        params.append(parameter(args.vararg.arg, parameter.VAR_POSITIONAL))
+    params += [parameter(arg.arg, parameter.KEYWORD_ONLY, default=parameter.empty if default is None else None)
+               for arg, default in zip(args.kwonlyargs, args.kw_defaults)]
+    if args.kwarg is not None:
+        params.append(parameter(args.kwarg.arg, parameter.VAR_KEYWORD))
+    return inspect.Signature(params)
