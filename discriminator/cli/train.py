@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
@@ -18,7 +18,9 @@ from discriminator.cli.common import (
     parse_model_options,
     print_success,
 )
-from discriminator.train.calibration import CalibrationReport
+
+if TYPE_CHECKING:  # discriminator.train imports torch: only the commands that train load it
+    from discriminator.train.calibration import CalibrationReport
 
 TRAIN_EXAMPLES = [
     ("kit train video --data demo_data/train --val demo_data/val --model-option channels=8,16,32,64 --batch-size 4 --lr 3e-3 --epochs 12",
