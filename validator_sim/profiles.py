@@ -50,6 +50,9 @@ class Profile:
     video_decoder: VideoDecoder = "decord"
     #: The sn34 reported as `sn34_score` unless `--scoring` says otherwise.
     default_scoring: Scoring = "binary"
+    #: What `accuracy` compares: the binary decision with real/AI (ONNX era, contract §4), or the argmax
+    #: with the multiclass label (today, current-contract §5: the entrance exam's reading).
+    accuracy_against: Scoring = "binary"
     #: Decision rule by number of logits; key 4 stands for "4 or more".
     decision_rules: dict[int, DecisionRule] = field(default_factory=dict)
     #: By modality: what a failing `session.run` did to the rest of the dataset.
@@ -88,6 +91,7 @@ PROFILES: dict[str, Profile] = {
             on_batch_failure={"image": "invalidate_run", "video": "invalidate_run"},
             video_decoder="pyav",
             default_scoring="multiclass",
+            accuracy_against="multiclass",
             sound_logit_widths=(1, 2, 3),
         ),
     )

@@ -19,7 +19,9 @@ import numpy as np
 
 from discriminator import __version__
 from validator_sim.datasets import MEDIA_TYPES
-from validator_sim.metrics import compute_metrics, timing_summary
+from validator_sim.decode import decoder_versions
+from validator_sim.metrics import compute_metrics, provenance_of, timing_summary
+from validator_sim.scoring import bootstrap_intervals, provenance_counts, sample_weights, score_rows
 
 if TYPE_CHECKING:
     from validator_sim.run import RunState
@@ -30,7 +32,11 @@ RECORDS_PARQUET = "records.parquet"
 RECORDS_JSONL = "records.jsonl"
 #: Order and types of the per-sample columns.
 RECORD_COLUMNS = ("dataset", "media_type", "sample", "status", "label", "predicted", "probs", "p_ai", "correct",
-                  "inference_ms", "batch_inference_ms", "error", "nan")
+                  "class_label", "class_probs", "weight", "inference_ms", "batch_inference_ms", "error", "nan")
+#: The numbers `results` carries for both readings (current-contract §5), whichever is selected.
+SCORE_FIELDS = ("sn34_score", "binary_sn34_score", "multiclass_sn34_score", "gorodkin_mcc", "binary_mcc",
+                "binary_brier", "multiclass_brier")
+CLASS_NAMES = ("real", "synthetic", "semisynthetic", "rendered")
 
 
 def strict(value: Any) -> Any:
@@ -60,10 +66,21 @@ def _metrics_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return compute_metrics([r["label"] for r in rows], [r["predicted"] for r in rows], [r["p_ai"] for r in rows])
 
 
+def _class_recall(recall: dict[int, float | None]) -> dict[str, float | None]:
+    return {CLASS_NAMES[k]: v for k, v in recall.items()}
+
+
 def build_results(state: "RunState") -> dict[str, Any]:
     """The results document for a run, complete or interrupted."""
     scored = _scored(state.records)
     overall = _metrics_of(scored)
+    options = state.scoring
+    weights = sample_weights(scored, options)
+    for record, weight in zip(scored, weights):
+        record["weight"] = float(weight)
+    score = score_rows(scored, options, weights)
+    # `correct` in each record follows the era's accuracy (binary decision, or argmax vs the class label).
+    accuracy = score["accuracy"] if state.profile.accuracy_against == "multiclass" else overall["accuracy"]
     timing = timing_summary([r["inference_ms"] for r in scored])
     plans = state.plans
     per_dataset: dict[str, Any] = {}
@@ -72,11 +89,13 @@ def build_results(state: "RunState") -> dict[str, Any]:
         name = plan.dataset.name
         rows = [r for r in scored if r["dataset"] == name]
         metrics = _metrics_of(rows)
+        dataset_score = score_rows(rows, options, np.ones(len(rows)))
         ai_predictions = sum(r["predicted"] for r in rows)
+        correct = sum(1 for r in rows if r["correct"])
         per_dataset[name] = {
-            "correct": metrics["correct_predictions"],
-            "total": metrics["total_samples"],
-            "accuracy": metrics["accuracy"],
+            "correct": correct,
+            "total": len(rows),
+            "accuracy": correct / len(rows) if rows else 0.0,
             "predictions": {"real": len(rows) - ai_predictions, "synthetic": ai_predictions},
         }
         skipped = state.skipped.get(name, [])
@@ -90,7 +109,11 @@ def build_results(state: "RunState") -> dict[str, Any]:
             "errors": sum(1 for r in state.records if r["dataset"] == name and r["status"] == "error"),
             "skipped": len(skipped),
             "nan_samples": sum(1 for r in rows if r["nan"]),
-            "sn34_score": metrics["sn34_score"],
+            "sn34_score": dataset_score["sn34_score"],
+            #: One media type labels a whole dataset, so MCC is 0 by construction and sn34 says nothing there.
+            "sn34_meaningful": False,
+            "class_recall": dataset_score["per_class_recall"].get(rows[0]["class_label"]) if rows else None,
+            "provenance": provenance_of(name),
             "binary_mcc": metrics["binary_mcc"],
             "binary_brier": metrics["binary_brier"],
             "binary_cross_entropy": metrics["binary_cross_entropy"],
@@ -105,6 +128,16 @@ def build_results(state: "RunState") -> dict[str, Any]:
             by_media[media_type] = {"samples": len(rows), "correct": correct, "accuracy": correct / len(rows)}
     nan_count = sum(1 for r in scored if r["nan"])
     errors = list(state.errors)
+    verdict = _verdict(state, len(scored))
+    if verdict:
+        errors.insert(0, verdict)
+    intervals = bootstrap_intervals(scored, options)
+    robustness = _robustness_summary(state, score)
+    headline = dict(score)
+    if robustness:
+        headline["sn34_score"] = robustness["blended_sn34_score"]
+    if verdict:
+        headline["sn34_score"] = 0.0
     if nan_count:
         errors.append(f"{nan_count} sample(s) produced NaN/inf logits: predicted real, Brier and CE are NaN, "
                       "and sn34 collapses to its floor")
@@ -122,7 +155,7 @@ def build_results(state: "RunState") -> dict[str, Any]:
             "completed": state.completed,
             "duration_seconds": (finished - state.started_at).total_seconds(),
         },
-        "overall_score": overall["accuracy"],
+        "overall_score": accuracy,
         "validation": {
             "input_shape": str(model_io.input_shape),
             "input_type": model_io.input_type,
@@ -131,14 +164,15 @@ def build_results(state: "RunState") -> dict[str, Any]:
         "errors": errors,
         "results": {
             "total_samples": overall["total_samples"],
-            "correct_predictions": overall["correct_predictions"],
-            "accuracy": overall["accuracy"],
+            "correct_predictions": sum(1 for r in scored if r["correct"]),
+            "accuracy": accuracy,
             **timing,
-            "binary_mcc": overall["binary_mcc"],
             "binary_cross_entropy": overall["binary_cross_entropy"],
-            "binary_brier": overall["binary_brier"],
-            "sn34_score": overall["sn34_score"],
+            **{key: headline[key] for key in SCORE_FIELDS},
+            "scoring": options.scoring,
+            "per_class_recall": _class_recall(score["per_class_recall"]),
         },
+        "scorable": verdict is None,
         "per_dataset": per_dataset,
         "accuracy_by_media_type": by_media,
         "dataset_media_types": {p.dataset.name: p.dataset.media_type for p in plans},
@@ -158,6 +192,19 @@ def build_results(state: "RunState") -> dict[str, Any]:
             "class_order": list(state.spec.class_names) if state.spec else ["real", "synthetic", "semisynthetic"],
             "spec": state.spec.to_dict() if state.spec else None,
             "confusion": {k: overall[k] for k in ("tp", "tn", "fp", "fn")},
+            "multiclass_confusion": score["multiclass_confusion"],
+            "num_classes": options.num_classes,
+            "rendered_reading": state.rendered,
+            "accuracy_against": state.profile.accuracy_against,
+            "provenance_shares": options.shares,
+            "provenance_samples": provenance_counts(scored),
+            "intervals_95": intervals,
+            "interval_method": "percentile bootstrap, 1000 resamples, seed 0, stratified by dataset",
+            "robustness": robustness,
+            "decoders": decoder_versions(),
+            "video_decoder": state.profile.video_decoder if model_io.modality == "video" else None,
+            "lost_datasets": state.lost_datasets,
+            "invalidated": state.invalidated,
             "error_samples": sum(1 for r in state.records if r["status"] == "error"),
             "nan_samples": nan_count,
             "skipped": {
@@ -193,7 +240,7 @@ def summary_text(results: dict[str, Any]) -> str:
         f"{sum(v['count'] for v in kit['skipped'].values())} skipped",
         f"inference {res['avg_inference_time_ms']:.2f} ms/sample mean, {res['p95_inference_time_ms']:.2f} ms p95; "
         f"wall {kit['wall_seconds']:.1f} s ({kit['throughput_samples_per_s']:.1f} samples/s); "
-        f"onnxruntime {kit['session']['onnxruntime']} on {', '.join(kit['session']['providers'])}, "
+        f"{kit['session']['runtime']} on {', '.join(kit['session']['providers'])}, "
         f"{kit['threads']} thread(s), {kit['decode_workers']} decode worker(s), batch {kit['batch_size']}",
         "",
         f"{'dataset':<28} {'type':<14} {'n':>6} {'acc':>7} {'sn34':>8} {'brier':>8} {'skipped':>8}",
@@ -233,7 +280,8 @@ def write_records(out_dir: Path, records: list[dict[str, Any]]) -> Path:
     schema = pa.schema([
         ("dataset", pa.string()), ("media_type", pa.string()), ("sample", pa.string()), ("status", pa.string()),
         ("label", pa.int8()), ("predicted", pa.int8()), ("probs", pa.list_(pa.float32())), ("p_ai", pa.float32()),
-        ("correct", pa.bool_()), ("inference_ms", pa.float64()), ("batch_inference_ms", pa.float64()),
+        ("correct", pa.bool_()), ("class_label", pa.int8()), ("class_probs", pa.list_(pa.float64())),
+        ("weight", pa.float64()), ("inference_ms", pa.float64()), ("batch_inference_ms", pa.float64()),
         ("error", pa.string()), ("nan", pa.bool_()),
     ])
     path = out_dir / RECORDS_PARQUET
@@ -254,3 +302,33 @@ def write_reports(out_dir: Path, results: dict[str, Any], records: list[dict[str
     if plots:
         paths.update(write_plots(out_dir, results, records))
     return paths
+
+
+def _verdict(state: "RunState", scored: int) -> str | None:
+    """Why the evaluator would not score the run at all (current: any inference failure, or nothing scored)."""
+    if state.invalidated:
+        return f"UNSCORABLE: the {state.profile.name} evaluator voids a run with any inference failure; {state.invalidated}"
+    voids = "invalidate_run" in state.profile.on_batch_failure.values()
+    if voids and scored == 0 and state.completed:
+        return f"UNSCORABLE: no sample was predicted, and the {state.profile.name} evaluator cannot score such a run"
+    return None
+
+
+def _robustness_summary(state: "RunState", score: dict[str, Any]) -> dict[str, Any] | None:
+    """Base, aug, their ratio and the blend (current-contract §6) for the selected reading and both readings."""
+    if not state.robustness:
+        return None
+    aug_rows, weight = state.robustness["records"], state.robustness["aug_weight"]
+    aug = score_rows(aug_rows, state.scoring) if aug_rows else None
+    summary: dict[str, Any] = {"samples": len(aug_rows), "per_dataset": state.robustness["per_dataset"],
+                               "aug_weight": weight, "seed": state.robustness["seed"],
+                               "skipped": state.robustness["skipped"], "encoder": state.robustness["encoder"]}
+    for key in ("sn34_score", "binary_sn34_score", "multiclass_sn34_score"):
+        base_value = score[key]
+        aug_value = aug[key] if aug else 0.0
+        prefix = "" if key == "sn34_score" else key.replace("sn34_score", "")
+        summary[f"{prefix}base_sn34_score"] = base_value
+        summary[f"{prefix}aug_sn34_score"] = aug_value
+        summary[f"{prefix}robustness_ratio"] = aug_value / base_value if base_value > 0 else None
+        summary[f"{prefix}blended_sn34_score"] = (1 - weight) * base_value + weight * aug_value
+    return summary

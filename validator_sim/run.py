@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,17 +26,27 @@ from typing import Any
 import cv2
 import numpy as np
 
-from discriminator.artifact import load_artifact
+from discriminator.artifact import Artifact, load_artifact
 from discriminator.errors import InputError, KitError, OutputExistsError, UsageError
 from discriminator.spec import DetectorSpec
-from validator_sim.datasets import Dataset, Listing, choose_samples, iter_payloads, list_samples
-from validator_sim.decode import DecodeError, decode_image, decode_video, video_decoder
-from validator_sim.metrics import decide_with_probs
+from validator_sim.datasets import (
+    RENDERED_READINGS,
+    Dataset,
+    Listing,
+    binary_label,
+    choose_samples,
+    class_label,
+    iter_payloads,
+    list_samples,
+)
+from validator_sim.decode import DecodeError, DecordChannelClip, decode_image, decode_video, video_decoder
+from validator_sim.metrics import MULTICLASS_K, decide_with_probs, project_probs
 from validator_sim.pixel_cache import PixelCache, pixel_recipe
 from validator_sim.preprocess import clip_to_tchw, image_to_chw
 from validator_sim.profiles import DEFAULT_PROFILE, Profile, get_profile
 from validator_sim.sample_feed import SampleFeed
-from validator_sim.session import ModelIO, create_session, default_threads, read_model_io, run_batch
+from validator_sim.scoring import ScoringOptions
+from validator_sim.session import BundleSession, ModelIO, ModelSession, OnnxSession, default_threads
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,20 @@ class RunState:
     #: The decode split and the cache's work (SampleFeed.report()), merged into results["kit"].
     feed_report: dict[str, Any] = field(default_factory=dict)
     inference_s: float = 0.0
+    #: How the records become scores (the selected reading, provenance shares, class count).
+    scoring: ScoringOptions = field(default_factory=ScoringOptions)
+    #: How `rendered/` datasets are labelled: "real" or "fourth-class".
+    rendered: str = "real"
+    #: Why the evaluator would not score this run at all (current: an inference failure), else None.
+    invalidated: str | None = None
+    #: Dataset name → why the ONNX-era evaluator lost the rest of it (decord's N-channel frames).
+    lost_datasets: dict[str, str] = field(default_factory=dict)
+    #: The robustness pass's records (current-contract §6), when one ran.
+    robustness: dict[str, Any] | None = None
+
+
+class RunInvalidated(Exception):
+    """Raised inside the run loop when the profile voids the whole run at the first inference failure."""
 
 
 @dataclass
@@ -226,6 +251,13 @@ def run_bench(
     decode_workers: int | None = None,
     frame_rate: float | None = None,
     pixel_cache: PixelCache | None = None,
+    scoring: str | None = None,
+    shares: dict[str, float] | None = None,
+    rendered: str = "real",
+    robustness: int = 0,
+    aug_weight: float = 0.2,
+    model_format: str | None = None,
+    modality: str | None = None,
     out_dir: Path | str | None = None,
     force: bool = False,
     write: bool = True,
@@ -236,6 +268,11 @@ def run_bench(
 
     `on_progress(done, total)` is called after each batch (samples handled so far).
     With `write=False` nothing is written and `out_dir` is ignored; `plots=False` leaves the PNG plots to the caller.
+    `scoring` picks which sn34 reading is `sn34_score` (default: the profile's); `shares` are the provenance
+    shares (current-contract §5); `rendered` reads `rendered/` datasets as real or as a fourth class;
+    `robustness` N > 0 runs the robustness pass on N samples per dataset, blended with `aug_weight`.
+    `model_format` picks onnx or bundle in a build folder holding both; `modality` names a bundle's
+    modality when neither its manifest nor its datasets say.
     """
     from validator_sim.reports import build_results, write_reports
 
@@ -243,24 +280,76 @@ def run_bench(
     run_mode = get_mode(mode)
     if frame_rate is not None and not profile.frame_rate_stepping:
         raise UsageError(f"profile {profile.name} always takes consecutive frames", "drop --frame-rate, or use --profile current")
+    if seed < 0:
+        raise UsageError(f"--seed must be 0 or more, got {seed}", "pass e.g. --seed 0")
     for name, value in (("--max-per-dataset", max_per_dataset), ("--batch-size", batch_size), ("--threads", threads),
                         ("--decode-workers", decode_workers)):
         if value is not None and value < 1:
             raise UsageError(f"{name} must be at least 1, got {value}", f"pass a positive {name}")
     if not datasets:
         raise UsageError("no datasets to bench on", "pass --data DIR or --datasets FILE.yaml")
+    options = scoring_options(profile, scoring, shares, rendered)
+    if robustness < 0:
+        raise UsageError(f"--robustness must be 0 or more, got {robustness}", "pass the samples per dataset, e.g. 20")
+    if not 0.0 <= aug_weight <= 1.0:
+        raise UsageError(f"--aug-weight must be between 0 and 1, got {aug_weight}", "the evaluator uses 0.2")
+    with ExitStack() as stack:
+        return _run(model_path, datasets, profile, run_mode, options, rendered, robustness, aug_weight, model_format,
+                    modality, stack, max_per_dataset=max_per_dataset, seed=seed, batch_size=batch_size,
+                    threads=threads, decode_workers=decode_workers, frame_rate=frame_rate, pixel_cache=pixel_cache,
+                    out_dir=out_dir, force=force, write=write, plots=plots, on_progress=on_progress)
+
+
+def scoring_options(profile: Profile, scoring: str | None, shares: dict[str, float] | None,
+                    rendered: str) -> ScoringOptions:
+    """The run's ScoringOptions, with one-line errors for a bad choice."""
+    chosen = scoring or profile.default_scoring
+    if chosen not in ("binary", "multiclass"):
+        raise UsageError(f"--scoring {chosen!r} is not binary or multiclass", "pass --scoring binary or --scoring multiclass")
+    if rendered not in RENDERED_READINGS:
+        raise UsageError(f"--rendered {rendered!r} is not one of {', '.join(RENDERED_READINGS)}",
+                         "pass --rendered real (the newest evaluator) or --rendered fourth-class")
+    classes = MULTICLASS_K + 1 if rendered == "fourth-class" else MULTICLASS_K
+    return ScoringOptions(scoring=chosen, shares=dict(shares or {}), num_classes=classes)  # type: ignore[arg-type]
+
+
+def open_model(artifact: Artifact, profile: Profile, threads: int, modality: str | None, datasets: list[Dataset],
+               stack: ExitStack) -> tuple[ModelSession, str]:
+    """The session for the artifact's format, and the model's display name."""
+    if artifact.format == "bundle":
+        modality = modality or (artifact.spec.modality if artifact.spec else None) or _only_modality(datasets)
+        bundle_dir = stack.enter_context(artifact.bundle_dir())
+        name = artifact.spec.name if artifact.spec else (artifact.source.stem if artifact.source.is_file()
+                                                          else artifact.source.name)
+        return BundleSession(bundle_dir, modality, profile, threads), name
+    name = artifact.spec.name if artifact.spec else Path(artifact.onnx_name).stem
+    return OnnxSession(artifact.onnx_bytes, profile, threads), name
+
+
+def _only_modality(datasets: list[Dataset]) -> str:
+    found = sorted({d.modality for d in datasets})
+    if len(found) != 1:
+        raise UsageError("a bundle does not say whether it is an image or a video model, and the datasets hold both",
+                         "pass --modality image or --modality video")
+    return found[0]
+
+
+def _run(model_path: Path | str, datasets: list[Dataset], profile: Profile, run_mode: Mode, options: ScoringOptions,
+         rendered: str, robustness: int, aug_weight: float, model_format: str | None, modality: str | None,
+         stack: ExitStack, *, max_per_dataset: int | None, seed: int, batch_size: int | None, threads: int | None,
+         decode_workers: int | None, frame_rate: float | None, pixel_cache: PixelCache | None,
+         out_dir: Path | str | None, force: bool, write: bool, plots: bool,
+         on_progress: Callable[[int, int], None] | None) -> BenchResult:
+    from validator_sim.reports import build_results, write_reports
 
     started = datetime.now(timezone.utc)
-    artifact = load_artifact(model_path)
-    model_name = artifact.spec.name if artifact.spec else Path(artifact.onnx_name).stem
+    artifact = load_artifact(model_path, model_format)
     threads = threads or default_threads()
-    target_dir = None
-    if write:
-        target_dir = prepare_out_dir(Path(out_dir) if out_dir else default_out_dir(model_name, started), force)
-
-    session, session_settings = create_session(artifact.onnx_bytes, threads)
-    model_io = read_model_io(session, profile)
+    session, model_name = open_model(artifact, profile, threads, modality, datasets, stack)
+    session_settings = session.settings
+    model_io = session.io
     warnings = list(model_io.warnings) + spec_mismatches(artifact.spec, model_io)
+    frame_rate = _frame_rate_for(profile, frame_rate, session.frame_rate, warnings)
     usable = [d for d in datasets if d.modality == model_io.modality]
     other = [d.name for d in datasets if d.modality != model_io.modality]
     if not usable:
@@ -281,13 +370,16 @@ def run_bench(
             plans.append(DatasetPlan(dataset, None, [], error=exc.one_line()))
             continue
         plans.append(DatasetPlan(dataset, listing, choose_samples(listing, cap, seed)))
+    target_dir = None
+    if write:  # only once every input has been checked, so a refused run leaves no empty folder
+        target_dir = prepare_out_dir(Path(out_dir) if out_dir else default_out_dir(model_name, started), force)
 
     state = RunState(
         profile=profile, mode=run_mode, model_source=Path(model_path), model_name=model_name, model_io=model_io,
         spec=artifact.spec, session_settings=session_settings,
         batch_size=batch_size or profile.batch_size_for(model_io.modality), decode_workers=decode_workers,
         seed=seed, max_per_dataset=max_per_dataset, frame_rate=frame_rate, plans=plans, started_at=started,
-        warnings=warnings, pixel_cache=pixel_cache,
+        warnings=warnings, pixel_cache=pixel_cache, scoring=options, rendered=rendered,
     )
     for plan in plans:
         if plan.error:
@@ -295,13 +387,17 @@ def run_bench(
         elif not plan.indices:
             state.warnings.append(f"dataset {plan.dataset.name} has no {model_io.modality} samples")
     _score(state, session, on_progress)
+    if robustness and state.completed and not state.invalidated:
+        from validator_sim.robustness import run_robustness_pass
+
+        state.robustness = run_robustness_pass(state, session, robustness, aug_weight)
     results = build_results(state)
     results["kit"].update(state.feed_report)
     paths = write_reports(target_dir, results, state.records, plots) if target_dir else {}
     return BenchResult(results=results, records=state.records, out_dir=target_dir, paths=paths)
 
 
-def _score(state: RunState, session: Any, on_progress: Callable[[int, int], None] | None) -> None:
+def _score(state: RunState, session: ModelSession, on_progress: Callable[[int, int], None] | None) -> None:
     """Run the overlapped pipeline over every plan, filling `state`; Ctrl-C marks it incomplete."""
     model_io, profile = state.model_io, state.profile
 
@@ -334,14 +430,7 @@ def _score(state: RunState, session: Any, on_progress: Callable[[int, int], None
                 state.errors.append(f"{plan.dataset.name}: reading stopped early ({message})")
                 continue
             plan, pending = item
-            keys, arrays = [], []
-            for key, future in pending:
-                prepared = future.result()
-                if isinstance(prepared, DecodeError):
-                    state.skipped.setdefault(plan.dataset.name, []).append((key, prepared.reason))
-                else:
-                    keys.append(key)
-                    arrays.append(prepared)
+            keys, arrays = _collect_batch(state, plan, pending)
             if arrays:
                 inferred_s = state.inference_s
                 _infer_batch(state, session, plan, keys, np.stack(arrays), failed_batches)
@@ -352,6 +441,8 @@ def _score(state: RunState, session: Any, on_progress: Callable[[int, int], None
     except KeyboardInterrupt:
         state.completed = False
         state.errors.append(f"interrupted after {done} of {total} samples: the results cover only those")
+    except RunInvalidated:
+        state.errors.append(f"run stopped at the first inference failure: {state.invalidated}")
     finally:
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
@@ -361,7 +452,11 @@ def _score(state: RunState, session: Any, on_progress: Callable[[int, int], None
         state.finished_at = datetime.now(timezone.utc)
     for name, count in failed_batches.items():
         dataset = next(p.dataset for p in state.plans if p.dataset.name == name)
-        if profile.on_batch_failure[dataset.modality] == "abort_dataset":
+        if profile.on_batch_failure[dataset.modality] == "invalidate_run":
+            state.validator_treatment.append(
+                f"{name}: a batch failed in the model's forward; under {profile.name} the evaluator declares the whole "
+                "run unscorable, so this submission would score nothing")
+        elif profile.on_batch_failure[dataset.modality] == "abort_dataset":
             state.validator_treatment.append(
                 f"{name}: {count} batch(es) failed in session.run; under {profile.name} the validator aborted the "
                 f"whole {dataset.modality} dataset at its first failure, so samples after it were never scored")
@@ -371,15 +466,59 @@ def _score(state: RunState, session: Any, on_progress: Callable[[int, int], None
                 "as error rows and went on, as here")
 
 
-def _infer_batch(state: RunState, session: Any, plan: DatasetPlan, keys: list[str], batch: np.ndarray,
+def _collect_batch(state: RunState, plan: DatasetPlan, pending: list[tuple[str, Future]]) -> tuple[list[str], list]:
+    """The batch's decoded samples; decode failures are counted, and a dataset the era's evaluator lost is skipped."""
+    name = plan.dataset.name
+    keys, arrays = [], []
+    prepared_all = [(key, future.result()) for key, future in pending]
+    odd = next((p for _, p in prepared_all if isinstance(p, DecordChannelClip)), None)
+    if odd is not None and name not in state.lost_datasets:
+        state.lost_datasets[name] = (f"lost with the rest of {name}: a clip in its batch decoded to "
+                                     f"{odd.reason.split()[2]} frames under decord")
+        state.validator_treatment.append(
+            f"{name}: decord 0.6.0 returned {odd.reason.split()[2]} frames for a clip; the ONNX-era evaluator stacks "
+            "each batch outside its error handling, so that batch and every later one of this dataset were never scored")
+    for key, prepared in prepared_all:
+        if isinstance(prepared, DecordChannelClip):
+            state.skipped.setdefault(name, []).append((key, prepared.reason))
+        elif name in state.lost_datasets:
+            state.skipped.setdefault(name, []).append((key, state.lost_datasets[name]))
+        elif isinstance(prepared, DecodeError):
+            state.skipped.setdefault(name, []).append((key, prepared.reason))
+        else:
+            keys.append(key)
+            arrays.append(prepared)
+    return keys, arrays
+
+
+def _frame_rate_for(profile: Profile, asked: float | None, model_rate: float | None, warnings: list[str]) -> float | None:
+    """The frame rate clips are sampled at: `--frame-rate`, else the bundle's own `preprocessing.frame_rate`."""
+    if asked is not None and asked <= 0 or asked is not None and not math.isfinite(asked):
+        raise UsageError(f"--frame-rate must be a positive number, got {asked}", "pass e.g. --frame-rate 8")
+    if model_rate is None:
+        return asked
+    if not profile.frame_rate_stepping:
+        warnings.append(f"the bundle asks for frame_rate {model_rate:g}; the {profile.name} evaluator took consecutive "
+                        "frames, as here")
+        return None
+    if asked is not None and asked != model_rate:
+        warnings.append(f"--frame-rate {asked:g} overrides the bundle's frame_rate {model_rate:g}; the evaluator "
+                        "uses the bundle's")
+        return asked
+    return model_rate
+
+
+def _infer_batch(state: RunState, session: ModelSession, plan: DatasetPlan, keys: list[str], batch: np.ndarray,
                  failed_batches: dict[str, int]) -> None:
-    """One session.run: scored rows on success, error rows (and a count) on failure."""
+    """One session.run: scored rows on success; on failure error rows (and a count), or the end of the run."""
     dataset = plan.dataset
-    base = {"dataset": dataset.name, "media_type": dataset.media_type, "label": dataset.label}
+    base = {"dataset": dataset.name, "media_type": dataset.media_type,
+            "label": binary_label(dataset.media_type, state.rendered),
+            "class_label": class_label(dataset.media_type, state.rendered)}
     started = time.perf_counter()
     try:
-        logits = run_batch(session, state.model_io.input_name, batch)
-    except Exception as exc:  # onnxruntime raises its own types for bad feeds and kernel failures
+        logits = session.run(batch)
+    except Exception as exc:  # onnxruntime and torch raise their own types for bad feeds and kernel failures
         elapsed_ms = (time.perf_counter() - started) * 1000
         message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         if dataset.name not in failed_batches:
@@ -387,19 +526,32 @@ def _infer_batch(state: RunState, session: Any, plan: DatasetPlan, keys: list[st
         failed_batches[dataset.name] = failed_batches.get(dataset.name, 0) + 1
         for key in keys:
             state.records.append({**base, "sample": key, "status": "error", "predicted": None, "probs": None,
-                                  "p_ai": None, "correct": None, "inference_ms": None,
+                                  "p_ai": None, "correct": None, "class_probs": None, "inference_ms": None,
                                   "batch_inference_ms": elapsed_ms, "error": message, "nan": False})
+        if state.profile.on_batch_failure[dataset.modality] == "invalidate_run":
+            state.invalidated = (f"inference failed on {dataset.name}/{keys[0]}"
+                                 f"{f' (and {len(keys) - 1} more in its batch)' if len(keys) > 1 else ''}: {message}")
+            raise RunInvalidated(state.invalidated)
         return
     elapsed = time.perf_counter() - started
     state.inference_s += elapsed
     batch_ms = elapsed * 1000
     per_sample_ms = batch_ms / len(keys)
     for key, row in zip(keys, logits):
-        pred, p_ai, probs = decide_with_probs(row, state.profile)
-        state.records.append({**base, "sample": key, "status": "ok", "predicted": pred,
-                              "probs": [float(p) for p in probs], "p_ai": p_ai, "correct": pred == dataset.label,
-                              "inference_ms": per_sample_ms, "batch_inference_ms": batch_ms, "error": None,
-                              "nan": bool(math.isnan(p_ai))})
+        state.records.append({**base, "sample": key, **score_row(row, state, base["label"], base["class_label"]),
+                              "inference_ms": per_sample_ms, "batch_inference_ms": batch_ms, "error": None})
+
+
+def score_row(row: np.ndarray, state: RunState, label: int, class_index: int) -> dict[str, Any]:
+    """One output row → the record fields the scoring reads (binary decision, p_ai, probabilities, projection)."""
+    pred, p_ai, probs = decide_with_probs(row, state.profile)
+    projected = project_probs(probs, p_ai, state.scoring.num_classes)
+    if state.profile.accuracy_against == "multiclass":
+        correct = int(np.argmax(projected)) == class_index
+    else:
+        correct = pred == label
+    return {"status": "ok", "predicted": pred, "probs": [float(p) for p in probs], "p_ai": p_ai, "correct": correct,
+            "class_probs": [float(p) for p in projected], "nan": bool(math.isnan(p_ai))}
 
 
 def raise_if_unusable(result: BenchResult) -> None:

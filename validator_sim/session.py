@@ -1,16 +1,24 @@
-"""The onnxruntime session and what the validator reads from the graph (contract §1).
+"""The model sessions `kit bench` runs, and what the evaluator reads from each model (contract §1, current-contract §2–§3).
 
-Only the first input and first output matter. H×W come from the input's last two
-dims when both are integers, else both default; T is dim 1 of a rank-5 input when
-it is an integer, else the default, and is clamped to the maximum. Thread counts are
-set explicitly (the validator left them to onnxruntime) and recorded in every report.
+`ModelSession` is what the run loop needs: `io` (modality, H×W, T), `settings` (for the
+report) and `run(batch) -> float32 [B, K]`. The profile decides the era's rules and the
+model's format decides the session, so any pair works:
+
+* `OnnxSession` — onnxruntime. Only the first input and first output matter. H×W come
+  from the input's last two dims when both are integers, else both default; T is dim 1
+  of a rank-5 input when it is an integer, else the default, clamped to the maximum.
+  Thread counts are set explicitly (the validator left them to onnxruntime).
+* `BundleSession` — a safetensors bundle loaded in-process by
+  `validator_sim.bundle_runtime` as the evaluator loads it (CUDA when present); H×W, T
+  and frame_rate come from `model_config.yaml` with the evaluator's defaults.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -114,3 +122,78 @@ def run_batch(session: ort.InferenceSession, input_name: str, batch: np.ndarray)
     if output.ndim == 0 or output.shape[0] != batch.shape[0]:
         raise ValueError(f"output 0 has shape {list(output.shape)} for a batch of {batch.shape[0]}")
     return output.reshape(batch.shape[0], -1).astype(np.float32, copy=False)
+
+
+class ModelSession(Protocol):
+    """What the run loop needs from a model, whatever its format."""
+
+    io: ModelIO
+    settings: dict[str, Any]
+    #: The frame rate the model asks the evaluator to sample clips at (bundles' `preprocessing.frame_rate`).
+    frame_rate: float | None
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """float32 [B, K] for one uint8 batch; raises on any failure."""
+        ...
+
+
+class OnnxSession:
+    """An ONNX model through onnxruntime, configured as the validator's."""
+
+    frame_rate = None
+
+    def __init__(self, onnx_bytes: bytes, profile: Profile, threads: int):
+        self.session, self.settings = create_session(onnx_bytes, threads)
+        self.settings["runtime"] = f"onnxruntime {self.settings['onnxruntime']}"
+        self.io = read_model_io(self.session, profile)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return run_batch(self.session, self.io.input_name, batch)
+
+
+def torch_device() -> str:
+    """"cuda" when torch sees a GPU, else "cpu" (the evaluator's choice)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class BundleSession:
+    """A safetensors bundle loaded in-process as the evaluator loads it (`bundle_runtime.load_bundle`)."""
+
+    def __init__(self, bundle_dir: Path, modality: str, profile: Profile, threads: int, device: str | None = None):
+        import torch
+
+        from validator_sim import bundle_runtime
+
+        torch.set_num_threads(threads)
+        device = device or torch_device()
+        try:
+            self.loaded = bundle_runtime.load_bundle(bundle_dir, modality, device)
+        except bundle_runtime.BundleError as exc:
+            raise InputError(f"the bundle cannot be loaded as the evaluator loads it ({exc.stage}): {exc.message}",
+                             "run `kit check MODEL` for the full report") from exc
+        config = self.loaded.config
+        frames = config.num_frames if modality == "video" else None
+        batch_dim = "B"
+        shape: list[Any] = [batch_dim, 3, config.height, config.width] if frames is None else \
+            [batch_dim, frames, 3, config.height, config.width]
+        self.io = ModelIO(modality=modality, height=config.height, width=config.width, frames=frames,
+                          input_name="(bundle forward)", input_shape=shape, input_type="tensor(uint8)",
+                          output_shape=[batch_dim, config.num_classes], warnings=tuple(config.warnings))
+        self.frame_rate = config.frame_rate if modality == "video" else None
+        self.settings = {
+            "runtime": f"torch {torch.__version__}",
+            "providers": [device],
+            "device": device,
+            "dtype": config.dtype,
+            "param_dtype": self.loaded.param_dtype,
+            "module_class": self.loaded.module_class,
+            "intra_op_num_threads": threads,
+            "model_config": config.to_dict(),
+        }
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        from validator_sim import bundle_runtime
+
+        return bundle_runtime.run_batch(self.loaded, batch)
