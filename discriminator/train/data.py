@@ -25,6 +25,7 @@ import torch
 from discriminator.errors import InputError
 from validator_sim.datasets import Dataset, discover_datasets, iter_payloads, list_samples
 from validator_sim.decode import DecodeError, decode_image, decode_video
+from validator_sim.pixel_cache import pixel_recipe, with_default_cache
 from validator_sim.preprocess import clip_to_tchw, image_to_chw
 from validator_sim.profiles import DEFAULT_PROFILE, Profile, get_profile
 
@@ -97,11 +98,14 @@ def load_split(data_dir: Path, modality: str, height: int, width: int, frames: i
     names: list[str] = []
     dropped: Counter[str] = Counter()
     done = 0
+    # Decoded once per profile, size and frame count: later runs read the pixel cache (`kit cache info`).
+    prepare = with_default_cache(lambda p: _prepare(p, modality, height, width, frames, profile),
+                                 pixel_recipe(_prepare, profile, modality, height, width, frames, None))
     with ThreadPoolExecutor(DECODE_WORKERS) as pool:
         for listing in listings:
             dataset = listing.dataset
             payloads = (payload for _key, payload in iter_payloads(listing, list(range(len(listing.keys)))))
-            for prepared in pool.map(lambda p: _prepare(p, modality, height, width, frames, profile), payloads):
+            for prepared in pool.map(prepare, payloads):
                 done += 1
                 if on_progress:
                     on_progress(done, total)
