@@ -16,7 +16,7 @@ respected, `$KIT_CACHE_DIR` replaces `~/.cache/sn34-kit`)::
 
     pixels/CACHEDIR.TAG
     pixels/<recipe digest>/recipe.json               # what the recipe was, for `kit cache info`
-    pixels/<recipe digest>/<ab>/<media digest>.npy   # the pixels, read back memory-mapped
+    pixels/<recipe digest>/<ab>/<media digest>.npy   # the pixels (numpy's .npy: header, then raw uint8)
     pixels/<recipe digest>/<ab>/<media digest>.err   # {"reason", "detail"} of a dropped sample
 
 Entries are written to a temporary name in the same folder and renamed into place
@@ -243,11 +243,15 @@ class PixelCache:
         return self.root / recipe.digest / digest[:2] / digest
 
     def lookup(self, recipe: PixelRecipe, digest: str) -> Prepared | None:
-        """The cached pixels (read-only, memory-mapped) or DecodeError of a sample; None on a miss."""
+        """The cached pixels or DecodeError of a sample; None on a miss.
+
+        Read into memory rather than memory-mapped: a mapping holds a file descriptor, and `kit train`
+        keeps every sample of a split until it stacks them.
+        """
         base = self._entry_base(recipe, digest)
         pixels_path = base.with_suffix(PIXELS_SUFFIX)
         try:
-            pixels = np.load(pixels_path, mmap_mode="r", allow_pickle=False)
+            pixels = np.load(pixels_path, allow_pickle=False)
         except FileNotFoundError:
             return self._lookup_error(base.with_suffix(ERROR_SUFFIX))
         except (OSError, ValueError, EOFError):  # cut short or garbled: np.load checks the header and the length
@@ -452,6 +456,12 @@ class PixelCache:
             self._usage = 0
             self._ready_recipes.clear()
         return len(entries), sum(size for _, size, _ in entries)
+
+
+def with_default_cache(prepare: PrepareFn, recipe: PixelRecipe) -> PrepareFn:
+    """`prepare` behind the default cache (`$KIT_CACHE_DIR`, `$KIT_CACHE_SIZE`), or as it is under `KIT_NO_CACHE=1`."""
+    cache = open_cache()
+    return cache.cached(prepare, recipe) if cache is not None else prepare
 
 
 def open_cache(enabled: bool = True, size: str | None = None) -> PixelCache | None:
