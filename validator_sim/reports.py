@@ -128,6 +128,7 @@ def build_results(state: "RunState") -> dict[str, Any]:
             by_media[media_type] = {"samples": len(rows), "correct": correct, "accuracy": correct / len(rows)}
     nan_count = sum(1 for r in scored if r["nan"])
     errors = list(state.errors)
+    warnings = list(state.warnings) + _unreachable_classes(scored, options.num_classes)
     verdict = _verdict(state, len(scored))
     if verdict:
         errors.insert(0, verdict)
@@ -215,7 +216,7 @@ def build_results(state: "RunState") -> dict[str, Any]:
             "ignored_files": {p.dataset.name: p.listing.ignored for p in plans if p.listing and p.listing.ignored},
             "per_dataset": kit_per_dataset,
             "validator_treatment": state.validator_treatment,
-            "warnings": state.warnings,
+            "warnings": warnings,
             "wall_seconds": state.wall_s,
             "inference_seconds": state.inference_s,
             "samples_handled": handled,
@@ -332,3 +333,43 @@ def _robustness_summary(state: "RunState", score: dict[str, Any]) -> dict[str, A
         summary[f"{prefix}robustness_ratio"] = aug_value / base_value if base_value > 0 else None
         summary[f"{prefix}blended_sn34_score"] = (1 - weight) * base_value + weight * aug_value
     return summary
+
+
+def load_run_records(results_path: Path | str) -> list[dict[str, Any]]:
+    """The per-sample records of an earlier `kit bench` run, found beside its results.json."""
+    from discriminator.errors import InputError
+
+    path = Path(results_path)
+    folder = path.parent if path.is_file() or path.suffix == ".json" else path
+    if not (folder / RESULTS_NAME).is_file():
+        raise InputError(f"{path} is not a kit bench results.json (or a folder holding one)",
+                         "pass the results.json of an earlier `kit bench` run")
+    if (folder / RECORDS_PARQUET).is_file():
+        import pyarrow.parquet as pq
+
+        records = pq.read_table(folder / RECORDS_PARQUET).to_pylist()
+    elif (folder / RECORDS_JSONL).is_file():
+        records = [json.loads(line) for line in (folder / RECORDS_JSONL).read_text().splitlines() if line.strip()]
+    else:
+        raise InputError(f"{folder} holds no records.parquet or records.jsonl beside results.json",
+                         "compare against a run whose report folder is complete")
+    if any(r.get("status") == "ok" and r.get("class_probs") is None for r in records):
+        raise InputError(f"{folder}: its records carry no class probabilities (an older kit wrote them)",
+                         "bench the other model again with this kit version")
+    return records
+
+
+def _unreachable_classes(scored: list[dict[str, Any]], num_classes: int) -> list[str]:
+    """A warning per class the head cannot predict (a 2-logit head is never right on semisynthetic samples)."""
+    if not scored:
+        return []
+    width = max(len(r["probs"]) for r in scored)
+    head = 2 if width == 1 else width
+    notes = []
+    for cls in range(head, num_classes):
+        count = sum(1 for r in scored if r["class_label"] == cls)
+        if count:
+            notes.append(f"the model has {width} output(s), so its argmax never names class {cls} "
+                         f"({CLASS_NAMES[cls]}): its {count} {CLASS_NAMES[cls]} sample(s) always count as wrong in "
+                         "accuracy and the multiclass score, as on the network")
+    return notes

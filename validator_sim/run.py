@@ -258,6 +258,7 @@ def run_bench(
     aug_weight: float = 0.2,
     model_format: str | None = None,
     modality: str | None = None,
+    compare: Path | str | None = None,
     out_dir: Path | str | None = None,
     force: bool = False,
     write: bool = True,
@@ -272,7 +273,9 @@ def run_bench(
     shares (current-contract §5); `rendered` reads `rendered/` datasets as real or as a fourth class;
     `robustness` N > 0 runs the robustness pass on N samples per dataset, blended with `aug_weight`.
     `model_format` picks onnx or bundle in a build folder holding both; `modality` names a bundle's
-    modality when neither its manifest nor its datasets say.
+    modality when neither its manifest nor its datasets say. `compare` is an earlier run's results.json:
+    the paired Δsn34 against it lands in `results["kit"]["compare"]` (with `refused` saying why when the
+    two runs scored different samples).
     """
     from validator_sim.reports import build_results, write_reports
 
@@ -293,11 +296,33 @@ def run_bench(
         raise UsageError(f"--robustness must be 0 or more, got {robustness}", "pass the samples per dataset, e.g. 20")
     if not 0.0 <= aug_weight <= 1.0:
         raise UsageError(f"--aug-weight must be between 0 and 1, got {aug_weight}", "the evaluator uses 0.2")
+    from validator_sim.reports import load_run_records
+
+    other_records = load_run_records(compare) if compare is not None else None
     with ExitStack() as stack:
-        return _run(model_path, datasets, profile, run_mode, options, rendered, robustness, aug_weight, model_format,
-                    modality, stack, max_per_dataset=max_per_dataset, seed=seed, batch_size=batch_size,
-                    threads=threads, decode_workers=decode_workers, frame_rate=frame_rate, pixel_cache=pixel_cache,
-                    out_dir=out_dir, force=force, write=write, plots=plots, on_progress=on_progress)
+        result = _run(model_path, datasets, profile, run_mode, options, rendered, robustness, aug_weight, model_format,
+                      modality, stack, max_per_dataset=max_per_dataset, seed=seed, batch_size=batch_size,
+                      threads=threads, decode_workers=decode_workers, frame_rate=frame_rate, pixel_cache=pixel_cache,
+                      out_dir=out_dir, force=force, write=write, plots=plots, on_progress=on_progress)
+    if other_records is not None:
+        attach_comparison(result, other_records, options, Path(compare))
+    return result
+
+
+def attach_comparison(result: "BenchResult", other_records: list[dict[str, Any]], options: ScoringOptions,
+                      other_path: Path) -> None:
+    """Add the paired Δsn34 against another run to the results (and rewrite results.json when one was written)."""
+    from validator_sim.reports import RESULTS_NAME, to_strict_json
+    from validator_sim.scoring import paired_comparison
+
+    try:
+        comparison = paired_comparison(result.records, other_records, options)
+    except UsageError as exc:
+        comparison = {"refused": exc.one_line()}
+    comparison["other_results"] = str(other_path)
+    result.results["kit"]["compare"] = comparison
+    if result.out_dir is not None:
+        (result.out_dir / RESULTS_NAME).write_text(to_strict_json(result.results) + "\n")
 
 
 def scoring_options(profile: Profile, scoring: str | None, shares: dict[str, float] | None,

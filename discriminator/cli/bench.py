@@ -7,17 +7,18 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from discriminator.cli.common import console, err_console, examples_epilog, kit_command
-from discriminator.errors import UsageError
+from discriminator.errors import KitError, UsageError
 
 EXAMPLES = [
     ("kit bench submissions/example-video --data demo_data/test", "bench a build folder on data laid out as <media_type>/<dataset>/…"),
     ("kit bench video_detector.zip --datasets my_sets.yaml --mode full", "every sample of the datasets a YAML file lists"),
     ("kit bench model.onnx --data data/ --profile current --frame-rate 8", "the safetensors-era rules, sampling clips at 8 fps"),
     ("kit bench model.onnx --data data/ --max-per-dataset 500 --seed 7 --out results/run7 --force", "a fixed, reproducible sample"),
+    ("kit bench out/video/bundle --data data/ --profile current --robustness 20", "a bundle as today's evaluator scores it, with the robustness pass"),
+    ("kit bench new.zip --data data/ --profile current --compare results/king/results.json", "paired Δsn34 against another run, vs the +0.010 margin"),
 ]
 
 
@@ -27,28 +28,55 @@ def _metric(value: Optional[float]) -> str:
     return f"{value:.1e}" if 0 < value < 1e-4 else f"{value:.4f}"
 
 
+def _interval(kit: dict[str, Any], name: str) -> str:
+    interval = (kit.get("intervals_95") or {}).get(name)
+    return f" [{interval[0]:.4f}, {interval[1]:.4f}]" if interval else ""
+
+
 def _print_summary(results: dict[str, Any], out_dir: Optional[Path]) -> None:
     res, kit = results["results"], results["kit"]
-    table = Table(title=f"kit bench · {kit['model_name']} · profile {kit['profile']} · mode {results['metadata']['mode']}")
+    table = Table(title=f"kit bench · {kit['model_name']} · profile {kit['profile']} · mode {results['metadata']['mode']}",
+                  caption="per dataset: one media type labels every sample, so MCC and sn34 are 0 by construction there; "
+                          "accuracy (and mean p(AI)) is what a dataset can show", caption_justify="left")
     for column, justify in (("dataset", "left"), ("type", "left"), ("n", "right"), ("accuracy", "right"),
-                            ("sn34", "right"), ("brier", "right"), ("skipped", "right")):
+                            ("mean p(AI)", "right"), ("skipped", "right")):
         table.add_column(column, justify=justify)
     empty = []
     for name, row in results["per_dataset"].items():
         extra = kit["per_dataset"][name]
         if row["total"] == 0:  # nothing scored: the contract's empty-set values (Brier 0.25 …) would read as a result
             empty.append(name)
-            table.add_row(name, extra["media_type"], "0", "—", "—", "—", f"[bold red]{extra['skipped']}[/]")
+            table.add_row(name, extra["media_type"], "0", "—", "—", f"[bold red]{extra['skipped']}[/]")
             continue
-        table.add_row(name, extra["media_type"], str(row["total"]), _metric(row["accuracy"]), _metric(extra["sn34_score"]),
-                      _metric(extra["binary_brier"]), str(extra["skipped"]))
+        table.add_row(name, extra["media_type"], str(row["total"]), _metric(row["accuracy"]), _metric(extra["mean_p_ai"]),
+                      str(extra["skipped"]))
     table.add_section()
-    table.add_row("[bold]all[/]", "", str(res["total_samples"]), _metric(res["accuracy"]), f"[bold]{_metric(res['sn34_score'])}[/]",
-                  _metric(res["binary_brier"]), str(sum(v["count"] for v in kit["skipped"].values())))
+    table.add_row("[bold]all[/]", "", str(res["total_samples"]), _metric(res["accuracy"]), "",
+                  str(sum(v["count"] for v in kit["skipped"].values())))
     console.print(table)
-    console.print(f"MCC {_metric(res['binary_mcc'])} · CE {_metric(res['binary_cross_entropy'])} · "
-                  f"{res['avg_inference_time_ms']:.2f} ms/sample (p95 {res['p95_inference_time_ms']:.2f}) · "
-                  f"{kit['throughput_samples_per_s']:.1f} samples/s · {kit['threads']} ORT thread(s), "
+    selected = res["scoring"]
+    console.print(f"[bold]sn34 {_metric(res['sn34_score'])}[/]{_interval(kit, 'sn34_score')} ({selected}, selected) · "
+                  f"multiclass {_metric(res['multiclass_sn34_score'])}{_interval(kit, 'multiclass_sn34_score')} · "
+                  f"binary {_metric(res['binary_sn34_score'])}{_interval(kit, 'binary_sn34_score')}  (95 % bootstrap)")
+    console.print(f"Gorodkin R_K {_metric(res['gorodkin_mcc'])} · multiclass Brier {_metric(res['multiclass_brier'])} · "
+                  f"binary MCC {_metric(res['binary_mcc'])} · binary Brier {_metric(res['binary_brier'])} · "
+                  f"CE {_metric(res['binary_cross_entropy'])} · accuracy ({kit['accuracy_against']}) "
+                  f"{_metric(res['accuracy'])}{_interval(kit, 'accuracy')}")
+    recall = " · ".join(f"{name} {_metric(value)}" for name, value in res["per_class_recall"].items() if value is not None)
+    console.print(f"recall per class: {recall}")
+    if kit.get("robustness"):
+        rob = kit["robustness"]
+        ratio = f"{rob['robustness_ratio']:.3f}" if rob["robustness_ratio"] is not None else "—"
+        console.print(f"robustness ({rob['samples']} samples, w={rob['aug_weight']:g}): base {_metric(rob['base_sn34_score'])} · "
+                      f"aug {_metric(rob['aug_sn34_score'])} · ratio {ratio} · blended {_metric(rob['blended_sn34_score'])}")
+    if kit.get("compare") and "refused" not in kit["compare"]:
+        cmp_ = kit["compare"]
+        interval = cmp_["delta_interval"]
+        span = f" [{interval[0]:+.4f}, {interval[1]:+.4f}]" if interval else ""
+        console.print(f"[bold]vs {cmp_['other_results']}: Δsn34 {cmp_['delta_sn34']:+.4f}{span} over {cmp_['samples']} "
+                      f"paired samples — {cmp_['verdict']}[/]")
+    console.print(f"{res['avg_inference_time_ms']:.2f} ms/sample (p95 {res['p95_inference_time_ms']:.2f}) · "
+                  f"{kit['throughput_samples_per_s']:.1f} samples/s · {kit['session']['runtime']}, {kit['threads']} thread(s), "
                   f"{kit['decode_workers']} decode worker(s)")
     from validator_sim.sample_feed import feed_summary
 
@@ -67,14 +95,17 @@ def _print_summary(results: dict[str, Any], out_dir: Optional[Path]) -> None:
         reasons = ", ".join(f"{count} {reason}" for reason, count in skipped["reasons"].items())
         lost = " — no sample of this dataset was scored; the overall figures leave it out" if name in empty else ""
         err_console.print(f"[yellow]skipped in {name}:[/] {reasons}{lost}")
+    for name, ignored in kit["ignored_files"].items():
+        reasons = ", ".join(f"{count} {reason}" for reason, count in ignored.items())
+        err_console.print(f"[yellow]not scored in {name}:[/] {reasons}")
     if out_dir is not None:
         console.print(f"reports in {out_dir}/ (results.json, summary.txt, records, plots)")
 
 
 @kit_command
 def bench_command(
-    model: Path = typer.Argument(..., help="An .onnx file, a `kit build` folder, or a submission zip."),
-    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Folder laid out as <real|synthetic|semisynthetic>/<dataset-name>/…"),
+    model: Path = typer.Argument(..., help="An .onnx file, a bundle folder, a `kit build` folder, or a submission zip."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Folder laid out as <real|synthetic|semisynthetic|rendered>/<dataset-name>/…"),
     datasets_file: Optional[Path] = typer.Option(None, "--datasets", help="YAML listing datasets (name, modality, media_type, path, source_format)."),
     profile: str = typer.Option("onnx-2026-02", "--profile", "-p", help="Validator rules: onnx-2026-02 or current."),
     mode: str = typer.Option("small", "--mode", help="debug (first dataset, ~100/50), small (100 per dataset), full (all)."),
@@ -87,17 +118,30 @@ def bench_command(
     media_column: Optional[str] = typer.Option(None, "--media-column", help="Parquet column holding the media (default: detected)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Decode every sample; neither read nor fill the pixel cache (`kit cache info`)."),
     cache_size: Optional[str] = typer.Option(None, "--cache-size", help="Bound of the pixel cache, e.g. 20G (default: $KIT_CACHE_SIZE or 10G)."),
+    scoring: Optional[str] = typer.Option(None, "--scoring", help="Which sn34 is `sn34_score`: multiclass (default under current) or binary (default under onnx-2026-02). Both are always reported."),
+    holdout_share: Optional[float] = typer.Option(None, "--holdout-share", help="Provenance share of datasets named *-holdout-* (public gets the remainder)."),
+    gasstation_share: Optional[float] = typer.Option(None, "--gasstation-share", help="Provenance share of datasets named *gasstation* (public gets the remainder)."),
+    rendered: str = typer.Option("real", "--rendered", help="How rendered/ datasets count: real (the newest evaluator) or fourth-class."),
+    robustness: int = typer.Option(0, "--robustness", help="Robustness pass on N samples per dataset (seed 42), blended into sn34."),
+    aug_weight: float = typer.Option(0.2, "--aug-weight", help="Weight of the robustness score in the blend (the network uses 0.2)."),
+    compare: Optional[Path] = typer.Option(None, "--compare", help="results.json of another run on the same samples: paired Δsn34 and a verdict vs +0.010."),
+    model_format: Optional[str] = typer.Option(None, "--format", help="onnx or bundle, when a build folder holds both (default: onnx)."),
+    modality: Optional[str] = typer.Option(None, "--modality", help="image or video, for a bundle whose manifest and datasets do not say."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default: results/<model>-<timestamp>/)."),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty --out folder."),
 ) -> None:
     """Run a detector over local datasets through the validator's own pipeline and report sn34 and its parts."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     from validator_sim.datasets import discover_datasets, load_datasets_yaml
     from validator_sim.pixel_cache import open_cache
     from validator_sim.run import raise_if_unusable, run_bench
+    from validator_sim.scoring import shares_from_cli
 
     if (data is None) == (datasets_file is None):
         raise UsageError("give exactly one of --data DIR or --datasets FILE.yaml", "see `kit bench --help` for examples")
     datasets = discover_datasets(data, media_column) if data is not None else load_datasets_yaml(datasets_file, media_column)
+    shares = shares_from_cli(holdout_share, gasstation_share)
     pixel_cache = open_cache(not no_cache, cache_size)
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
@@ -111,7 +155,9 @@ def bench_command(
 
         result = run_bench(model, datasets, profile, mode=mode, max_per_dataset=max_per_dataset, seed=seed,
                            batch_size=batch_size, threads=threads, decode_workers=decode_workers, frame_rate=frame_rate,
-                           pixel_cache=pixel_cache, out_dir=out, force=force, plots=False, on_progress=on_progress)
+                           pixel_cache=pixel_cache, scoring=scoring, shares=shares, rendered=rendered,
+                           robustness=robustness, aug_weight=aug_weight, model_format=model_format, modality=modality,
+                           compare=compare, out_dir=out, force=force, plots=False, on_progress=on_progress)
     _print_summary(result.results, result.out_dir)
     if result.out_dir is not None:  # drawn after the numbers are on screen
         from validator_sim.plots import write_plots
@@ -120,6 +166,12 @@ def bench_command(
     if not result.completed:
         err_console.print("[bold yellow]interrupted:[/] the reports cover the samples scored so far (completed: false)")
         raise typer.Exit(130)
+    if not result.results["scorable"]:
+        raise KitError(result.results["errors"][0], "fix the failing sample's cause (see errors above), then bench again",
+                       exit_code=4)
+    refused = result.results["kit"].get("compare", {}).get("refused")
+    if refused:
+        raise UsageError(f"--compare: {refused}")
     raise_if_unusable(result)
 
 
