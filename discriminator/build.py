@@ -205,6 +205,11 @@ def _build_into(request: BuildRequest, backbone: Backbone, spec: DetectorSpec, o
          + f", {spec.task}")
     torch.manual_seed(0)
     detector = Detector(backbone, spec).eval()
+    recipe = None
+    if "bundle" in request.formats:  # refuse a backbone model.py could not rebuild before any export work
+        from discriminator.bundle.emit import recipe_for
+
+        recipe = recipe_for(backbone, request.source_options)
     embed_backbone = embeddings_backbone(backbone) if request.with_embeddings else None
     result = BuildResult(spec=spec, manifest_path=out_dir / "manifest.json", total_seconds=0.0, notes=list(backbone.notes),
                          head_trained=backbone.head_trained, formats=request.formats)
@@ -232,8 +237,8 @@ def _build_into(request: BuildRequest, backbone: Backbone, spec: DetectorSpec, o
             work_bundle = work / BUNDLE_DIR
             work_bundle.mkdir()
             step(f"writing the bundle (model.py + model_config.yaml + {request.dtype} safetensors)")
-            emitted = write_bundle(detector, backbone, spec, work_bundle, dtype=request.dtype,
-                                   frame_rate=request.frame_rate, source_options=request.source_options)
+            emitted = write_bundle(detector, backbone, spec, work_bundle, recipe, dtype=request.dtype,
+                                   frame_rate=request.frame_rate)
             step("verifying the bundle: loaded as the evaluator loads it, vs PyTorch"
                  + (" and the ONNX twin" if work_onnx else ""))
             result.bundle_verify = verify_bundle(work_bundle, detector, spec, request.dtype, onnx_path=work_onnx,

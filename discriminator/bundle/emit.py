@@ -205,9 +205,9 @@ def render_model_config(spec: DetectorSpec, dtype: str, frame_rate: float | None
     return "\n".join(lines) + "\n"
 
 
-def write_bundle(detector: Any, backbone: Backbone, spec: DetectorSpec, directory: Path, dtype: str = "float32",
-                 frame_rate: float | None = None, source_options: dict[str, Any] | None = None) -> EmittedBundle:
-    """Write the three bundle files into `directory` (which must exist and be empty)."""
+def write_bundle(detector: Any, backbone: Backbone, spec: DetectorSpec, directory: Path, recipe: BundleRecipe,
+                 dtype: str = "float32", frame_rate: float | None = None) -> EmittedBundle:
+    """Write the three bundle files into `directory` (which must exist and be empty); `recipe` from `recipe_for`."""
     import torch
     from safetensors.torch import save_model
 
@@ -216,7 +216,6 @@ def write_bundle(detector: Any, backbone: Backbone, spec: DetectorSpec, director
     if spec.task != "classify":
         raise UsageError("a bundle is a submission and needs a classifier; embeddings build as ONNX only",
                          "use --format onnx with --task embeddings")
-    recipe = recipe_for(backbone, dict(source_options or {}))
     (directory / MODEL_FILE).write_text(render_model_py(spec, recipe, backbone.input_kind), encoding="utf-8")
     (directory / CONFIG_FILE).write_text(render_model_config(spec, dtype, frame_rate), encoding="utf-8")
     torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
