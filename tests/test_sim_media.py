@@ -190,3 +190,25 @@ def test_a_decode_error_before_the_last_wanted_frame_drops_the_whole_clip(tmp_pa
     with pytest.raises(DecodeError) as caught:
         decode_video(path, 6, decoder="pyav")
     assert caught.value.reason == "decode error mid-clip"
+
+
+def test_a_decord_n_channel_clip_loses_the_rest_of_its_dataset_only_in_the_onnx_era(tmp_path: Path) -> None:
+    from tests.sim_helpers import video_model
+    from validator_sim.datasets import discover_datasets
+    from validator_sim.run import run_bench
+
+    folder = tmp_path / "data" / "real" / "cams"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(10)
+    for i in range(10):
+        width = 48 if i == 5 else 64  # decord 0.6.0 returns 4 channels at width 48
+        write_video(folder / f"c{i}.mp4", random_clip(rng, 3, 32, width), codec="libx264")
+    model = video_model(tmp_path / "v.onnx", 4, 32, 32, num_logits=2)
+    datasets = discover_datasets(tmp_path / "data")
+    onnx_era = run_bench(model, datasets, "onnx-2026-02", mode="full", write=False, threads=1)
+    assert sorted(r["sample"] for r in onnx_era.records) == ["c0.mp4", "c1.mp4", "c2.mp4", "c3.mp4"]
+    reasons = onnx_era.results["kit"]["skipped"]["cams"]["reasons"]
+    assert reasons["decord returned 4-channel frames"] == 1 and sum(reasons.values()) == 6
+    assert any("stacks each batch outside its error handling" in n for n in onnx_era.results["kit"]["validator_treatment"])
+    today = run_bench(model, datasets, "current", mode="full", write=False, threads=1)
+    assert len(today.records) == 10
