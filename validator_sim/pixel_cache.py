@@ -379,11 +379,11 @@ class PixelCache:
         if not self.root.is_dir():
             return found
         now = time.time()
-        for recipe_dir in self.root.iterdir():
-            if not (recipe_dir / RECIPE_NAME).is_file():
-                continue
+        for recipe_dir in filter(_is_recipe_dir, self.root.iterdir()):
             for shard in recipe_dir.iterdir():
                 if not shard.is_dir():
+                    if shard.name.endswith(".tmp"):
+                        _remove_if_stale(shard, now)
                     continue
                 for entry in os.scandir(shard):
                     try:
@@ -391,8 +391,7 @@ class PixelCache:
                     except OSError:
                         continue
                     if entry.name.endswith(".tmp"):
-                        if now - info.st_mtime > STALE_TEMP_S:
-                            Path(entry.path).unlink(missing_ok=True)
+                        _remove_if_stale(Path(entry.path), now)
                     elif entry.name.endswith((PIXELS_SUFFIX, ERROR_SUFFIX)):
                         found.append((info.st_mtime, info.st_size, Path(entry.path)))
         return found
@@ -446,16 +445,29 @@ class PixelCache:
                          errors=sum(r.errors for r in recipes), size=sum(r.size for r in recipes), recipes=recipes)
 
     def clear(self) -> tuple[int, int]:
-        """Delete every entry (only folders this cache made); returns (entries, bytes) removed."""
+        """Delete every entry (only folders named like recipe digests); returns (entries, bytes) removed."""
         entries = self._entries()
         if self.root.is_dir():
-            for folder in self.root.iterdir():
-                if (folder / RECIPE_NAME).is_file():
-                    shutil.rmtree(folder, ignore_errors=True)
+            for folder in filter(_is_recipe_dir, self.root.iterdir()):
+                shutil.rmtree(folder, ignore_errors=True)
         with self._lock:
             self._usage = 0
             self._ready_recipes.clear()
         return len(entries), sum(size for _, size, _ in entries)
+
+
+def _is_recipe_dir(path: Path) -> bool:
+    """A folder this cache made: named by a recipe digest (its recipe.json may be missing after a kill)."""
+    return path.is_dir() and re.fullmatch(r"[0-9a-f]{32}", path.name) is not None
+
+
+def _remove_if_stale(temp: Path, now: float) -> None:
+    """Delete a temporary file old enough that no live writer can still be filling it."""
+    try:
+        if now - temp.stat().st_mtime > STALE_TEMP_S:
+            temp.unlink()
+    except OSError:
+        pass
 
 
 def with_default_cache(prepare: PrepareFn, recipe: PixelRecipe) -> PrepareFn:
