@@ -288,3 +288,28 @@ def test_records_carry_class_probabilities_and_weights(tmp_path: Path, tree) -> 
     document = json.loads((out / "results.json").read_text())
     assert document["kit"]["provenance_shares"] == {"holdout": 0.5, "public": 0.5}
     assert document["kit"]["decoders"]["av"] == "16.0.1"
+
+
+def test_accuracy_plot_labels_zero_bars_marks_unscored_and_flags_partial_runs() -> None:
+    from validator_sim.plots import _pyplot, _save, accuracy_figure
+
+    plt = _pyplot()
+    results = {
+        "per_dataset": {"photos": {"accuracy": 0.0, "total": 5}, "gen": {"accuracy": 0.8, "total": 5},
+                        "broken": {"accuracy": 0.0, "total": 0}},
+        "dataset_media_types": {"photos": "real", "gen": "synthetic", "broken": "synthetic"},
+        "kit": {"accuracy_against": "multiclass"}, "metadata": {"completed": False},
+    }
+    fig = accuracy_figure(results, plt)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.texts]
+    assert labels == ["0%", "80%", "not scored"]
+    widths = [bar.get_width() for bar in ax.patches if bar.get_height() > 0]
+    assert widths[0] > 0 and widths[2] == 0  # a 0 % bar is visible; an unscored one is not drawn as 0 %
+    colours = {tuple(bar.get_facecolor()) for bar in ax.patches[:2]}
+    assert len(colours) == 2 and (1.0, 0.0, 0.0, 1.0) not in colours
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        _save(fig, Path(folder) / "a.png", plt, results)
+    assert "PARTIAL RUN" in fig._suptitle.get_text()
