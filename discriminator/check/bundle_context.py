@@ -232,8 +232,9 @@ class BundleContext:
         return times
 
     def close(self) -> None:
+        """Stop the worker (killed: a checked model has nothing to flush, and torch's orderly exit takes a second)."""
         if self._worker is not None:
-            self._worker.close()
+            self._worker.close(kill=True)
             self._worker = None
 
 

@@ -203,6 +203,7 @@ class CheckContext:
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 4  # run errors are findings, reported once by the rules
+        ort.set_default_logger_severity(3)
         # From disk when there is a file, so external data beside it resolves (that rule reports it).
         source = str(self.artifact.onnx_path) if self.artifact.onnx_path is not None else self.artifact.onnx_bytes
         try:

@@ -518,6 +518,8 @@ def check_latency(ctx: CheckContext) -> Finding:
     if not ctx.run(batch).ok:
         batch = ctx.probe_batch
     times = ctx.time_runs(batch, TIMING_REPEATS)
+    if not times:
+        return skipped(f"not timed: the model does not run at batch {batch}")
     per_sample_ms = statistics.median(times) * 1000 / batch
     frames = f", T={ctx.probe_frames}" if ctx.probe_frames else ""
     return passed(f"{per_sample_ms:.3g} ms/sample at batch {batch}{frames} on this CPU "

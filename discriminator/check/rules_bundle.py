@@ -31,6 +31,8 @@ NETWORK_CLASSES = 3
 #: Names of sharded safetensors checkpoints (transformers' save_pretrained with max_shard_size).
 SHARD_PATTERN = re.compile(r"-\d{5}-of-\d{5}\.safetensors$")
 SHARD_INDEX_SUFFIX = ".safetensors.index.json"
+#: Files that look like weights (a second one beside the named file is likely the one the miner meant).
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 #: A safetensors header larger than this is not a real header (the format caps it at 100 MB).
 MAX_SAFETENSORS_HEADER = 100 * 1024**2
 SAFETENSORS_DTYPES = frozenset({"BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "F16", "BF16", "I32", "U32",
@@ -55,7 +57,7 @@ def check_weights_file(ctx: BundleContext) -> Finding:
         return problem(f"model.weights_file is {named!r}; it must name a file at the bundle's root", str(named))
     data = ctx.member(named)
     if data is None:
-        present = [n for n in ctx.names if n.endswith(".safetensors")]
+        present = [n for n in ctx.names if n.endswith(WEIGHT_SUFFIXES)]
         also = f" (the bundle has {', '.join(present)})" if present else ""
         return problem(f"{named}, named by model.weights_file{'' if 'weights_file' in ctx.section('model') else ' (its default)'}, "
                        f"is not in the bundle{also}", named)
@@ -92,23 +94,27 @@ def _safetensors_header(data: bytes) -> tuple[str | None, dict]:
 
 
 def check_sharded_weights(ctx: BundleContext) -> Finding:
-    shards = [n for n in ctx.names if SHARD_PATTERN.search(n) or n.endswith(SHARD_INDEX_SUFFIX)]
+    shards = [n for n in ctx.names if _is_shard(n)]
     if shards:
         return problem(f"sharded weights ({', '.join(shards[:3])}{' …' if len(shards) > 3 else ''}): the evaluator "
                        f"loads one weights file and never reads the others", len(shards))
     return passed("one weights file (not sharded)")
 
 
+def _is_shard(name: str) -> bool:
+    return bool(SHARD_PATTERN.search(name)) or name.endswith(SHARD_INDEX_SUFFIX)
+
+
 def check_extra_files(ctx: BundleContext) -> Finding:
     needed = {BUNDLE_CONFIG, BUNDLE_MODEL, ctx.weights_name, *BUNDLE_OPTIONAL}
     if ctx.artifact.container == "zip":
-        extra = [n for n in ctx.names if n not in needed]
+        extra = [n for n in ctx.names if n not in needed and not _is_shard(n)]
         if extra:
             return problem(f"{len(extra)} file(s) the evaluator never reads: {_listing(extra)}; they are uploaded "
                            "for nothing (and a second weights file is not the one loaded)", len(extra))
         return passed("nothing beyond the files the evaluator reads")
-    extra = list(ctx.artifact.extra_files)
-    unread_weights = [n for n in extra if n.endswith((".safetensors", ".bin", ".pt", ".pth", ".ckpt"))]
+    extra = [n for n in ctx.artifact.extra_files if not _is_shard(n)]  # shards: sharded-weights
+    unread_weights = [n for n in extra if n.endswith(WEIGHT_SUFFIXES)]
     if unread_weights:
         return problem(f"{_listing(unread_weights)} beside the bundle: the evaluator loads only {ctx.weights_name} "
                        "(model.weights_file) and kit package leaves these out", len(unread_weights))
@@ -349,7 +355,7 @@ BUNDLE_RULES: tuple[Rule, ...] = (
          "only model_config.yaml, model.py, the named weights and config.json are read; anything else is ignored, "
          "so a second weights file is a sign the wrong one is loaded",
          "delete the other files, or name the right weights in model.weights_file", check_extra_files,
-         needs=("bundle-files",)),
+         needs=("bundle-files", "weights-file")),
     Rule("config-yaml", "fail", f"{BUNDLE_CONFIG} parses as a mapping",
          "the evaluator reads its keys before anything else; a YAML error fails the load",
          "fix the YAML (python -c \"import yaml; yaml.safe_load(open('model_config.yaml'))\" shows the error)",
@@ -411,7 +417,7 @@ BUNDLE_RULES: tuple[Rule, ...] = (
          check_bundle_spec_match, needs=_OUTPUTS),
     _shared("head-trained", ()),
     _shared("stale-package", ()),
-    _shared("latency", _RUNNABLE),
+    _shared("latency", _OUTPUTS),
 )
 
 BUNDLE_RULES_BY_ID = {rule.id: rule for rule in BUNDLE_RULES}

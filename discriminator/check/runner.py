@@ -198,13 +198,18 @@ def _new_report(artifact: Artifact, modality: str | None, version: tuple[int, in
 
 
 def _walk(rules: tuple[Rule, ...], ctx: Any, report: CheckReport, on_rule: Callable[[Rule], None] | None) -> CheckReport:
+    """Evaluate each rule in order; a rule whose prerequisites failed or were skipped is skipped too."""
     statuses: dict[str, str] = {}
     for rule in rules:
         if on_rule is not None:
             on_rule(rule)
-        finding = _evaluate(rule, ctx, statuses)
+        if rule.modality is not None and ctx.modality != rule.modality:
+            finding = Finding("skip", f"applies to {rule.modality} models only")
+            statuses[rule.id] = "pass"  # not applicable: blocks nothing that needs it
+        else:
+            finding = _evaluate(rule, ctx, statuses)
+            statuses[rule.id] = PROBLEM_STATUS[rule.severity] if finding.status == "problem" else finding.status
         status = PROBLEM_STATUS[rule.severity] if finding.status == "problem" else finding.status
-        statuses[rule.id] = status
         report.results.append(RuleResult(rule.id, rule.severity, status, finding.message, finding.figure,
                                          rule.fix, rule.checks, rule.why))
     return report
@@ -216,8 +221,6 @@ def _validate_modality(modality: str | None) -> None:
 
 
 def _evaluate(rule: Rule, ctx: Any, statuses: dict[str, str]) -> Finding:
-    if rule.modality is not None and ctx.modality != rule.modality:
-        return Finding("skip", f"applies to {rule.modality} models only")
     blocked = [need for need in rule.needs if statuses.get(need) in ("fail", "skip")]
     if blocked:
         return Finding("skip", f"not checked: {', '.join(blocked)} did not pass")
