@@ -70,7 +70,7 @@ def main() -> None:
             for fmt, result in runs.items():
                 kit = result.results["kit"]
                 print(f"{modality:<8} {fmt:<7} {kit['samples_handled']:>7} {kit['throughput_samples_per_s']:>10.1f} "
-                      f"{kit['inference_seconds']:>12.2f} {kit['wall_seconds']:>8.2f}  {diff if fmt == 'bundle' else '':}")
+                      f"{kit['inference_seconds']:>12.2f} {kit['wall_seconds']:>8.2f}  {f'{diff:.1e}' if fmt == 'bundle' else ''}")
         print(f"threads {args.threads}, model {args.size}×{args.size}, profile current, loaded machine figures are noisy")
 
 

@@ -212,3 +212,37 @@ def test_a_decord_n_channel_clip_loses_the_rest_of_its_dataset_only_in_the_onnx_
     assert any("stacks each batch outside its error handling" in n for n in onnx_era.results["kit"]["validator_treatment"])
     today = run_bench(model, datasets, "current", mode="full", write=False, threads=1)
     assert len(today.records) == 10
+
+
+def _pillow_chain(rgb: np.ndarray) -> np.ndarray:
+    for fmt, params in (("JPEG", {"quality": 55, "subsampling": 2}), ("WEBP", {"quality": 75, "method": 4}),
+                        ("JPEG", {"quality": 80})):
+        rgb = np.asarray(Image.open(io.BytesIO(_save(Image.fromarray(rgb), fmt, **params))).convert("RGB"))
+    return rgb
+
+
+@pytest.mark.parametrize(("height", "width", "halved"), [(540, 600, True), (500, 600, False)])
+def test_robustness_image_chain_halves_only_when_both_sides_stay_above_256(height: int, width: int,
+                                                                            halved: bool) -> None:
+    from validator_sim.robustness import augment_image
+
+    rgb = random_image(np.random.default_rng(height), height, width)
+    start = rgb
+    if halved:
+        small = cv2.resize(rgb, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
+        start = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(augment_image(rgb), _pillow_chain(start))
+
+
+@pytest.mark.parametrize(("size", "scaled"), [((600, 720), (300, 360)), ((300, 400), (256, 340)), ((200, 250), (200, 250))])
+def test_robustness_video_chain_scales_trims_and_reencodes_reproducibly(size: tuple[int, int],
+                                                                         scaled: tuple[int, int]) -> None:
+    from validator_sim.robustness import augment_clip, video_scaled_size
+
+    assert video_scaled_size(*size) == scaled
+    frames = [np.full((*size, 3), value, dtype=np.uint8) for value in (60, 120, 180)]
+    first, again = augment_clip(frames), augment_clip(frames)
+    assert len(first) == 3 and first[0].shape == (*scaled, 3)
+    for a, b, source in zip(first, again, (60, 120, 180)):
+        np.testing.assert_array_equal(a, b)
+        assert abs(float(a.mean()) - source) < 3  # flat frames survive CRF 23 nearly unchanged

@@ -235,21 +235,24 @@ def summary_text(results: dict[str, Any]) -> str:
         f"{kit['target']['height']}×{kit['target']['width']}" + (f", T={kit['target']['frames']}" if kit["target"]["frames"] else ""),
         f"completed: {'yes' if meta['completed'] else 'NO (interrupted: partial results)'}",
         "",
-        f"sn34 {_fmt(res['sn34_score'])}   MCC {_fmt(res['binary_mcc'])}   Brier {_fmt(res['binary_brier'])}   "
-        f"CE {_fmt(res['binary_cross_entropy'])}   accuracy {_fmt(res['accuracy'])}",
+        *_score_lines(res, kit),
         f"scored {res['total_samples']} samples, {kit['error_samples']} error rows, "
         f"{sum(v['count'] for v in kit['skipped'].values())} skipped",
         f"inference {res['avg_inference_time_ms']:.2f} ms/sample mean, {res['p95_inference_time_ms']:.2f} ms p95; "
         f"wall {kit['wall_seconds']:.1f} s ({kit['throughput_samples_per_s']:.1f} samples/s); "
         f"{kit['session']['runtime']} on {', '.join(kit['session']['providers'])}, "
         f"{kit['threads']} thread(s), {kit['decode_workers']} decode worker(s), batch {kit['batch_size']}",
+        "decoders: " + ", ".join(f"{name} {version}" for name, version in kit["decoders"].items()),
         "",
-        f"{'dataset':<28} {'type':<14} {'n':>6} {'acc':>7} {'sn34':>8} {'brier':>8} {'skipped':>8}",
+        "per dataset (one media type labels every sample, so MCC and sn34 are 0 by construction there: accuracy is "
+        "what a dataset can show)",
+        f"{'dataset':<28} {'type':<14} {'n':>6} {'acc':>7} {'mean p(AI)':>10} {'skipped':>8}",
     ]
     for name, row in results["per_dataset"].items():
         extra = kit["per_dataset"][name]
-        lines.append(f"{name:<28} {extra['media_type']:<14} {row['total']:>6} {_fmt(row['accuracy']):>7} "
-                     f"{_fmt(extra['sn34_score']):>8} {_fmt(extra['binary_brier']):>8} {extra['skipped']:>8}")
+        accuracy = _fmt(row["accuracy"]) if row["total"] else "—"
+        lines.append(f"{name:<28} {extra['media_type']:<14} {row['total']:>6} {accuracy:>7} "
+                     f"{_fmt(extra['mean_p_ai']) if row['total'] else '—':>10} {extra['skipped']:>8}")
     for title, items in (("errors", results["errors"]), ("what the real validator would have done", kit["validator_treatment"]),
                          ("warnings", kit["warnings"])):
         if items:
@@ -259,7 +262,40 @@ def summary_text(results: dict[str, Any]) -> str:
         for name, info in kit["skipped"].items():
             reasons = ", ".join(f"{reason} ×{count}" for reason, count in info["reasons"].items())
             lines.append(f"  - {name}: {info['count']} ({reasons})")
+    if kit["ignored_files"]:
+        lines += ["", "files not scored:"]
+        for name, ignored in kit["ignored_files"].items():
+            lines.append(f"  - {name}: " + ", ".join(f"{reason} ×{count}" for reason, count in ignored.items()))
     return "\n".join(lines) + "\n"
+
+
+def _score_lines(res: dict[str, Any], kit: dict[str, Any]) -> list[str]:
+    """Both sn34 readings with their intervals, the parts, recall per class, robustness and comparison."""
+    def interval(name: str) -> str:
+        found = (kit.get("intervals_95") or {}).get(name)
+        return f" [{found[0]:.4f}, {found[1]:.4f}]" if found else ""
+
+    lines = [
+        f"sn34 {_fmt(res['sn34_score'])}{interval('sn34_score')} ({res['scoring']}, selected)   "
+        f"multiclass {_fmt(res['multiclass_sn34_score'])}{interval('multiclass_sn34_score')}   "
+        f"binary {_fmt(res['binary_sn34_score'])}{interval('binary_sn34_score')}   (95 % bootstrap)",
+        f"Gorodkin R_K {_fmt(res['gorodkin_mcc'])}   multiclass Brier {_fmt(res['multiclass_brier'])}   "
+        f"binary MCC {_fmt(res['binary_mcc'])}   binary Brier {_fmt(res['binary_brier'])}   "
+        f"CE {_fmt(res['binary_cross_entropy'])}   accuracy ({kit['accuracy_against']}) {_fmt(res['accuracy'])}",
+        "recall per class: " + ", ".join(f"{name} {_fmt(value)}" for name, value in res["per_class_recall"].items()
+                                         if value is not None),
+    ]
+    if kit.get("robustness"):
+        rob = kit["robustness"]
+        lines.append(f"robustness ({rob['samples']} samples, w={rob['aug_weight']:g}): base {_fmt(rob['base_sn34_score'])}, "
+                     f"aug {_fmt(rob['aug_sn34_score'])}, ratio {_fmt(rob['robustness_ratio'])}, "
+                     f"blended {_fmt(rob['blended_sn34_score'])}; {rob['encoder']}")
+    compare = kit.get("compare")
+    if compare and "refused" not in compare:
+        span = compare["delta_interval"]
+        lines.append(f"vs {compare['other_results']}: Δsn34 {compare['delta_sn34']:+.4f}"
+                     + (f" [{span[0]:+.4f}, {span[1]:+.4f}]" if span else "") + f" — {compare['verdict']}")
+    return lines
 
 
 def _fmt(value: float | None) -> str:
