@@ -10,10 +10,12 @@ size, a sha256 per member, the packaged model's path, kit version and, with a ho
 the 16-hex commitment the chain records.
 
 By default both land beside the model they package: in the `kit build` folder, or
-the folder holding the `.onnx` file or bundle folder. Nothing is written unless
-`kit check` passes (an untrained head needs `allow_untrained`); nothing is overwritten
-without `force`; the written zip is re-opened through the defensive reader and
-checked again. `stale_packages` finds zips whose model has since changed.
+the folder holding the `.onnx` file or bundle folder. The zip is written to a scratch
+folder first, re-opened through the defensive reader and checked there (with the
+build's manifest), so the check is of exactly what will be uploaded; nothing reaches
+the output folder unless it passes (an untrained head needs `allow_untrained`), and
+nothing is overwritten without `force`. `stale_packages` finds zips whose model has
+since changed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import stat
+import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -172,28 +176,32 @@ def package_submission(
     folder = Path(out_dir) if out_dir is not None else package_dir_for(artifact)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--out {folder} is a file, not a folder", "pass a folder for the zip and its record (it is created if missing)")
-    # Refuse to overwrite before spending time on the check (the modality names the zip).
     known_modality = expected_modality(artifact, modality)
-    if known_modality is not None:
-        _refuse_overwrite(_output_paths(folder, stem_override, artifact.format, known_modality), force)
-    report = check_artifact(artifact, modality=modality, ort_min=ort_min, threads=threads, on_rule=on_rule,
-                            time_limit_s=time_limit_s)
-    blocking = [r.id for r in report.failures if not (allow_untrained and r.id == UNTRAINED_RULE)]
-    if blocking:
-        raise CheckFailedError(report, blocking)
-    modality = report.modality
-    zip_path, record_path = _output_paths(folder, stem_override, artifact.format, modality)
+    if known_modality is None:  # the model says nothing about its modality: the check names what is wrong
+        report = check_artifact(artifact, modality=modality, ort_min=ort_min, threads=threads, on_rule=on_rule,
+                                time_limit_s=time_limit_s)
+        raise CheckFailedError(report, [r.id for r in report.failures] or ["input-rank"])
+    # Refuse to overwrite before spending time on the check (the modality names the zip).
+    zip_path, record_path = _output_paths(folder, stem_override, artifact.format, known_modality)
     _refuse_overwrite((zip_path, record_path), force)
-    folder.mkdir(parents=True, exist_ok=True)
 
-    members = _zip_members(artifact, modality)
-    temporary = zip_path.with_name(f".{zip_path.name}.{os.getpid()}.partial")
-    try:
-        write_deterministic_zip(temporary, members)
-        recheck = _recheck(temporary, members, artifact.format, modality, ort_min, threads, time_limit_s)
-        os.replace(temporary, zip_path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    members = _zip_members(artifact, known_modality)
+    with tempfile.TemporaryDirectory(prefix="kit-package-") as scratch:
+        candidate = Path(scratch) / zip_path.name
+        write_deterministic_zip(candidate, members)
+        report = _check_written_zip(candidate, artifact, members, known_modality, ort_min, threads, on_rule,
+                                    time_limit_s)
+        blocking = [r.id for r in report.failures if not (allow_untrained and r.id == UNTRAINED_RULE)]
+        if blocking:
+            raise CheckFailedError(report, blocking)
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = zip_path.with_name(f".{zip_path.name}.{os.getpid()}.partial")
+        try:
+            shutil.copyfile(candidate, temporary)
+            os.replace(temporary, zip_path)
+        finally:
+            temporary.unlink(missing_ok=True)
+    modality = known_modality
 
     zip_bytes = zip_path.read_bytes()
     sha256 = hashlib.sha256(zip_bytes).hexdigest()
@@ -202,7 +210,7 @@ def package_submission(
                            format=artifact.format, modality=modality, name=zip_path.stem, members=sorted(members),
                            report=report, commitment=commitment(sha256, hotkey) if hotkey else None,
                            push_command=push_command)
-    record = _record(result, artifact, members, folder, hotkey, recheck, allow_untrained)
+    record = _record(result, artifact, members, folder, hotkey, allow_untrained)
     record_path.write_text(json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n")
     return result
 
@@ -291,22 +299,21 @@ def _refuse_overwrite(paths: tuple[Path, Path], force: bool) -> None:
             raise UsageError(f"{target} is a folder", "choose another --name or --out")
 
 
-def _recheck(zip_path: Path, members: dict[str, bytes], fmt: str, modality: str, ort_min: str,
-             threads: int | None, time_limit_s: float | None) -> dict[str, Any]:
-    """Re-open the written zip through the defensive reader and run the rules again (untimed)."""
-    reopened = load_artifact(zip_path)
-    if reopened.format != fmt or reopened.members != members:
-        raise KitError(f"{zip_path} does not hold the checked model byte for byte", "check the disk, then run `kit package` again")
-    report = check_artifact(reopened, modality=modality, ort_min=ort_min, threads=threads, measure_latency=False,
-                            time_limit_s=time_limit_s)
-    failing = [r.id for r in report.failures if r.id != UNTRAINED_RULE]
-    if failing:
-        raise KitError(f"the written zip fails {', '.join(failing)} although the model passed", "report this with KIT_DEBUG=1 output")
-    return {"ok": True, "members": sorted(reopened.members), "summary": report.summary()}
+def _check_written_zip(zip_path: Path, artifact: Artifact, members: dict[str, bytes], modality: str, ort_min: str,
+                       threads: int | None, on_rule: Callable[[Rule], None] | None,
+                       time_limit_s: float | None) -> CheckReport:
+    """Re-open the zip through the defensive reader and check it: exactly what will be uploaded, with the build's manifest."""
+    packed = load_artifact(zip_path)
+    if packed.format != artifact.format or packed.members != members:
+        raise KitError(f"{zip_path} does not hold the model byte for byte", "check the disk, then run `kit package` again")
+    packed.manifest = artifact.manifest
+    packed.spec = packed.spec or artifact.spec
+    return check_artifact(packed, modality=modality, ort_min=ort_min, threads=threads, on_rule=on_rule,
+                          time_limit_s=time_limit_s, source_label=str(artifact.source))
 
 
 def _record(result: PackageResult, artifact: Artifact, members: dict[str, bytes], folder: Path, hotkey: str | None,
-            recheck: dict[str, Any], allow_untrained: bool) -> dict[str, Any]:
+            allow_untrained: bool) -> dict[str, Any]:
     return {
         "kit_version": __version__,
         "name": result.name,
@@ -320,7 +327,6 @@ def _record(result: PackageResult, artifact: Artifact, members: dict[str, bytes]
                     for name, data in sorted(members.items())},
         "spec": result.report.spec,
         "check": result.report.to_dict(),
-        "recheck": recheck,
         "allowed_untrained": allow_untrained and any(r.id == UNTRAINED_RULE for r in result.report.failures),
         "hotkey": hotkey,
         "commitment": result.commitment,

@@ -163,17 +163,22 @@ def check_artifact(
     measure_latency: bool = True,
     on_rule: Callable[[Rule], None] | None = None,
     time_limit_s: float | None = None,
+    source_label: str | None = None,
 ) -> CheckReport:
-    """Check an artifact already read (kit package checks what it is about to zip)."""
+    """Check an artifact already read (kit package checks the zip it wrote, labelled with the model's path)."""
     _validate_modality(modality)
     version = parse_ort_version(ort_min)
     threads = threads or default_threads()
     if artifact.format == "bundle":
-        return _check_bundle(artifact, modality, version, threads, measure_latency, on_rule, time_limit_s)
-    ctx = CheckContext(artifact=artifact, ort_min=version, threads=threads,
-                       requested_modality=modality, measure_latency=measure_latency)
-    ctx.model  # noqa: B018 — parse now: an unreadable file is an InputError, not a rule result
-    return _walk(RULES, ctx, _new_report(artifact, ctx.modality, version, threads), on_rule)
+        report = _check_bundle(artifact, modality, version, threads, measure_latency, on_rule, time_limit_s)
+    else:
+        ctx = CheckContext(artifact=artifact, ort_min=version, threads=threads,
+                           requested_modality=modality, measure_latency=measure_latency)
+        ctx.model  # noqa: B018 — parse now: an unreadable file is an InputError, not a rule result
+        report = _walk(RULES, ctx, _new_report(artifact, ctx.modality, version, threads), on_rule)
+    if source_label is not None:
+        report.source = source_label
+    return report
 
 
 def _check_bundle(artifact: Artifact, modality: str | None, version: tuple[int, int], threads: int,
