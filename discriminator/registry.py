@@ -1,8 +1,11 @@
 """Where `kit build --model X` finds its backbone: named sources, `hf:` ids/dirs and `py:` factories.
 
-Named sources register themselves with `@register_source` in the example modules
-(timm-style); `list_sources()` filters them with wildcards and `get_source()` answers
-a typo with "did you mean". `resolve_backbone()` is the one entry point the build uses.
+Named sources are rows registered with `register_source()`: the built-in ones are
+declared in `onnx_examples/sources.py` with their metadata and a `module:function`
+reference, so `kit models` lists them without importing torch; the factory's module
+is imported only when a source is built. `list_sources()` filters them with
+wildcards and `get_source()` answers a typo with "did you mean". `resolve_backbone()`
+is the one entry point the build uses.
 """
 
 from __future__ import annotations
@@ -13,18 +16,15 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from discriminator.errors import UsageError
-from discriminator.wrapper import Backbone
+from discriminator.errors import KitError, UsageError, first_line
 
-#: Modules whose import registers the built-in sources.
-BUILTIN_SOURCE_MODULES = (
-    "onnx_examples.pytorch_models.image_model",
-    "onnx_examples.pytorch_models.video_model",
-    "onnx_examples.huggingface_models.image_model",
-    "onnx_examples.huggingface_models.video_model",
-)
+if TYPE_CHECKING:
+    from discriminator.wrapper import Backbone
+
+#: The module whose import registers the built-in sources (metadata only: it imports no torch).
+BUILTIN_SOURCES_MODULE = "onnx_examples.sources"
 
 
 @dataclass(frozen=True)
@@ -34,32 +34,35 @@ class SourceEntry:
     name: str
     modality: str
     description: str
-    factory: Callable[..., Backbone]
+    #: "package.module:function", imported on first use.
+    factory_ref: str
     #: "random init", "hub: <id>" …: what weights a plain build gets.
     weights: str
     #: Defaults the spec takes from this source (height, width, frames …).
     defaults: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def factory(self) -> Callable[..., Backbone]:
+        module_name, _, function_name = self.factory_ref.partition(":")
+        return getattr(importlib.import_module(module_name), function_name)
 
 
 _REGISTRY: dict[str, SourceEntry] = {}
 _loaded = False
 
 
-def register_source(name: str, modality: str, description: str, weights: str = "random init", **defaults: Any) -> Callable:
-    """Decorator registering `factory` under `name`."""
-
-    def decorate(factory: Callable[..., Backbone]) -> Callable[..., Backbone]:
-        _REGISTRY[name] = SourceEntry(name, modality, description, factory, weights, dict(defaults))
-        return factory
-
-    return decorate
+def register_source(name: str, modality: str, description: str, factory: str, weights: str = "random init",
+                    **defaults: Any) -> SourceEntry:
+    """Register the source `name`, built by the function `factory` ("package.module:function") when asked for."""
+    entry = SourceEntry(name, modality, description, factory, weights, dict(defaults))
+    _REGISTRY[name] = entry
+    return entry
 
 
 def _load_builtins() -> None:
     global _loaded
     if not _loaded:
-        for module in BUILTIN_SOURCE_MODULES:
-            importlib.import_module(module)
+        importlib.import_module(BUILTIN_SOURCES_MODULE)
         _loaded = True
 
 
@@ -90,9 +93,10 @@ def resolve_backbone(model: str, modality: str, task: str = "auto", weights: Pat
     """Turn the `--model` string into a Backbone; also return the spec defaults the source implies."""
     options = dict(options or {})
     if model.startswith("hf:"):
-        from discriminator.sources.huggingface import load_hf_backbone
+        from discriminator.sources.huggingface import config_size, load_hf_backbone
 
-        return apply_weights(load_hf_backbone(model[3:], modality=modality, task=task, **options), weights), {}
+        backbone = load_hf_backbone(model[3:], modality=modality, task=task, **options)
+        return apply_weights(backbone, weights), config_size(backbone.module)
     if model.startswith("py:"):
         from discriminator.sources.python import load_python_backbone
 
@@ -114,7 +118,16 @@ def resolve_backbone(model: str, modality: str, task: str = "auto", weights: Pat
     if unknown:
         raise UsageError(f"'{model}' takes no option '{unknown[0]}'",
                          f"its options are: {', '.join(sorted(accepted)) or 'none'}")
-    backbone = entry.factory(**options)
+    try:
+        backbone = entry.factory(**options)
+    except KitError:
+        raise
+    except Exception as exc:  # a value the factory cannot use (channels=abc → a str where ints belong, …)
+        if not options:
+            raise
+        given = " ".join(f"{key}={value!r}" for key, value in options.items())
+        raise UsageError(f"'{model}' cannot be built with {given} ({type(exc).__name__}: {first_line(exc)})",
+                         "check the --model-option values, e.g. channels=8,16,32,64 (comma-separated integers)") from exc
     backbone.provenance.setdefault("source", model)
     if weights is None and entry.weights == "random init":
         backbone.notes.append(f"random weights (seeded): train with `kit train {modality} --model {model}` or pass --weights")

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from discriminator.cli.common import (
     Modality,
@@ -87,6 +86,8 @@ def build_command(
     """Wrap a detector (uint8 in, normalised inside, 3-class logits out), emit a safetensors bundle and an ONNX
     file, and verify each by running it: the bundle loaded as the network's evaluator loads it, the ONNX file in
     onnxruntime, both against PyTorch."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     from discriminator.build import BuildRequest, build_detector
 
     request = BuildRequest(

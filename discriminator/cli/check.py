@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from discriminator.check.rules import Rule
 from discriminator.cli.common import console, err_console, examples_epilog, kit_command
+
+if TYPE_CHECKING:  # the rule table imports numpy and onnx: only a running check loads it
+    from discriminator.check.rules import Rule
 
 EXAMPLES = [
     ("kit check submissions/example-video/", "check a `kit build` folder: its bundle and its ONNX twin, each against its own rules"),
@@ -27,6 +28,8 @@ TIME_LIMIT_HELP = "Seconds a bundle may take to load, and then each batch, befor
 @contextmanager
 def rule_progress(total: int) -> Iterator[Callable[[Rule], None]]:
     """A progress bar over `total` rules (on stderr, only on a terminal); yields the per-rule callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(TextColumn("checking [bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=True,
                   disable=not err_console.is_terminal) as progress:

@@ -5,7 +5,7 @@ with `from_pretrained`, swaps the head for [real, synthetic, semisynthetic] (ran
 until fine-tuned: `kit train image --model hf-resnet50`), takes mean/std from its
 preprocessor config, and wraps it so the ONNX file takes uint8 `[B,3,224,224]`.
 
-Registered as `hf-resnet50`; any other checkpoint works the same way:
+Registered (in onnx_examples/sources.py) as `hf-resnet50`; any other checkpoint works the same way:
 
     kit build image --model hf-resnet50
     kit build image --model hf:google/vit-base-patch16-224 --name vit
@@ -22,14 +22,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from discriminator.registry import register_source
 from discriminator.sources.huggingface import load_hf_backbone
 from discriminator.wrapper import Backbone
 
 HUB_ID = "microsoft/resnet-50"
 
 
-@register_source("hf-resnet50", "image", "Hugging Face ResNet-50, re-headed to 3 classes", weights=f"hub: {HUB_ID}")
 def hf_resnet50(hub_id: str = HUB_ID, config: Any = None) -> Backbone:
     """`config` builds the same architecture with random weights and no download (tests, benchmarks)."""
     return load_hf_backbone(None if config is not None else hub_id, modality="image", task="classify", config=config)

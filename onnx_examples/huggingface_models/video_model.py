@@ -9,7 +9,7 @@ VideoMAE's position embeddings are fixed to 16 frames, so the wrapper maps any
 incoming T onto 16 inside the graph (frame i ← floor((2i+1)·T/32)); at the
 validator's T = 16 this is the identity.
 
-Registered as `hf-videomae`:
+Registered (in onnx_examples/sources.py) as `hf-videomae`:
 
     kit build video --model hf-videomae
     kit build video --model hf:MCG-NJU/videomae-base-finetuned-kinetics --name vmae-k400
@@ -23,15 +23,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from discriminator.registry import register_source
 from discriminator.sources.huggingface import load_hf_backbone
 from discriminator.wrapper import Backbone
 
 HUB_ID = "MCG-NJU/videomae-base"
 
 
-@register_source("hf-videomae", "video", "VideoMAE (ViT-B, 16 native frames), 3-class head", weights=f"hub: {HUB_ID}",
-                 native_frames=16)
 def hf_videomae(hub_id: str = HUB_ID, config: Any = None) -> Backbone:
     """`config` builds the same architecture with random weights and no download (tests, benchmarks)."""
     return load_hf_backbone(None if config is not None else hub_id, modality="video", task="classify", config=config)

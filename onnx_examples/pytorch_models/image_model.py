@@ -11,7 +11,7 @@ every full-resolution pixel), which makes 224×224 affordable on a CPU. Features
 pooled by mean (how much trace there is) and by max (a trace confined to a pasted
 region still shows).
 
-Registered as `example-image`:
+Registered (in onnx_examples/sources.py) as `example-image`:
 
     kit build image --model example-image                 # random weights: a pipeline check
     kit build image --model example-image --weights w.safetensors
@@ -27,7 +27,6 @@ from pathlib import Path
 
 import torch
 
-from discriminator.registry import register_source
 from discriminator.wrapper import Backbone, BundleRecipe
 from onnx_examples.pytorch_models import networks
 from onnx_examples.pytorch_models.networks import DEFAULT_CHANNELS, CNNImageDetector
@@ -38,7 +37,6 @@ def network_recipe(build: str) -> BundleRecipe:
     return BundleRecipe(code=path.read_text(encoding="utf-8"), build=build, origin="onnx_examples/pytorch_models/networks.py")
 
 
-@register_source("example-image", "image", "small custom CNN on RGB + fixed high-pass residual, mean+max pooling")
 def example_image(channels: tuple[int, ...] = DEFAULT_CHANNELS, seed: int = 0) -> Backbone:
     torch.manual_seed(seed)
     module = CNNImageDetector(tuple(channels))

@@ -10,7 +10,7 @@ The backbone looks at 8 frames. The kit's wrapper maps whatever the validator
 sends (16 by default) onto those 8 inside the graph: frame i of 8 is incoming
 frame floor((2i+1)·T/16), i.e. the odd frames 1, 3, …, 15 of a 16-frame clip.
 
-Registered as `example-video`:
+Registered (in onnx_examples/sources.py) as `example-video`:
 
     kit build video --model example-video
     kit build video --model example-video --weights w.safetensors
@@ -24,7 +24,6 @@ from pathlib import Path
 
 import torch
 
-from discriminator.registry import register_source
 from discriminator.wrapper import Backbone
 from onnx_examples.pytorch_models.image_model import network_recipe
 from onnx_examples.pytorch_models.networks import DEFAULT_CHANNELS, FrameCNNVideoDetector
@@ -32,8 +31,6 @@ from onnx_examples.pytorch_models.networks import DEFAULT_CHANNELS, FrameCNNVide
 #: Frames the video network looks at; the wrapper maps any incoming count onto these.
 NATIVE_FRAMES = 8
 
-@register_source("example-video", "video", "custom 2D per-frame CNN + temporal mean/motion pooling, 8 native frames",
-                 native_frames=NATIVE_FRAMES)
 def example_video(channels: tuple[int, ...] = DEFAULT_CHANNELS, seed: int = 0) -> Backbone:
     torch.manual_seed(seed)
     module = FrameCNNVideoDetector(tuple(channels))
