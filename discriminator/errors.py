@@ -1,7 +1,9 @@
 """Errors a user can cause, each carrying one line that says what is wrong and what to do.
 
-The command line turns a `KitError` into that line and its exit code; every other
-exception is a bug and keeps its traceback (shown in full with KIT_DEBUG=1).
+The command line turns a `KitError` into that line and its exit code; other exceptions
+from a miner's module, file or machine become one line too (`KNOWN_ERRORS` in
+cli/common.py), and one it does not know is reported as a kit bug. KIT_DEBUG=1 shows
+the traceback instead.
 """
 
 from __future__ import annotations

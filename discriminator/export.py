@@ -11,6 +11,7 @@ dummy and its outputs are compared with PyTorch's.
 from __future__ import annotations
 
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -21,7 +22,7 @@ import numpy as np
 import onnx
 import torch
 
-from discriminator.errors import ExportError, ParityError, UsageError
+from discriminator.errors import ExportError, ParityError, UsageError, first_line
 from discriminator.export_options import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from discriminator.spec import SPEC_METADATA_KEY, DetectorSpec
 #: Shapes of the dummy input traced at export: ≥ 2 so no axis is specialised to 0/1.
@@ -147,9 +148,7 @@ def export_onnx(detector: torch.nn.Module, spec: DetectorSpec, path: Path, opset
     except ExportError:
         raise
     except Exception as exc:
-        other = "dynamo" if exporter == "torchscript" else "torchscript"
-        raise ExportError(f"the {exporter} exporter failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
-                          f"try --exporter {other}, or rerun with KIT_DEBUG=1 for the full trace") from exc
+        raise _export_failure(detector, dummy, exporter, exc) from exc
     seconds = time.perf_counter() - started
     model = onnx.load(str(path))
     written = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
@@ -163,6 +162,30 @@ def export_onnx(detector: torch.nn.Module, spec: DetectorSpec, path: Path, opset
     for leftover in path.parent.glob(path.name + ".data"):
         leftover.unlink()
     return seconds
+
+
+def _export_failure(detector: torch.nn.Module, dummy: torch.Tensor, exporter: str, exc: Exception) -> ExportError:
+    """Blame the model when plain PyTorch fails on the same input (a size it cannot take), else the exporter."""
+    try:
+        with torch.no_grad():
+            detector(dummy)
+    except Exception as eager:
+        return ExportError(f"the model fails in PyTorch on uint8 input {list(dummy.shape)}: {type(eager).__name__}: "
+                           f"{first_line(eager)}",
+                           "it cannot take this input: set --height/--width (and --frames) to the size it was made for")
+    other = "dynamo" if exporter == "torchscript" else "torchscript"
+    return ExportError(f"the {exporter} exporter failed: {type(exc).__name__}: {first_line(exc)}",
+                       f"try --exporter {other}, or rerun with KIT_DEBUG=1 for the full trace")
+
+
+#: The C++ source location onnxruntime puts before its message ("/onnxruntime_src/…/x.h:91 ns::Fn(args) ").
+_ORT_SOURCE_PREFIX = re.compile(r"^\S+\.(?:h|cc|cpp):\d+ [^(]*\([^)]*\) ")
+
+
+def ort_message(exc: Exception) -> str:
+    """onnxruntime's status message without the C++ source location, cut at a word boundary."""
+    message = str(exc).split("Status Message:")[-1].strip()
+    return first_line(_ORT_SOURCE_PREFIX.sub("", message))
 
 
 def check_input_contract(path: Path, spec: DetectorSpec) -> None:
@@ -199,7 +222,8 @@ def verify_parity(detector: torch.nn.Module, path: Path, spec: DetectorSpec, thr
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or os.cpu_count() or 1
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # a failing run is reported once, by the kit, not also in onnxruntime's colours
+    ort.set_default_logger_severity(3)
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     feed_name = session.get_inputs()[0].name
     report = VerifyReport()
@@ -212,8 +236,7 @@ def verify_parity(detector: torch.nn.Module, path: Path, spec: DetectorSpec, thr
         try:
             onnx_out = session.run(None, {feed_name: x.numpy()})
         except Exception as exc:  # onnxruntime raises its own Fail/RuntimeException types
-            message = str(exc).split("Status Message:")[-1].strip()[:160]
-            raise ExportError(f"onnxruntime fails at {where}: {message}",
+            raise ExportError(f"onnxruntime fails at {where}: {ort_message(exc)}",
                               "an axis is frozen inside the graph (a Python int from x.shape?); keep batch/frame counts as tensors") from exc
         t1 = time.perf_counter()
         with torch.no_grad():

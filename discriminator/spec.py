@@ -27,6 +27,10 @@ DEFAULT_CLASS_NAMES: tuple[str, ...] = ("real", "synthetic", "semisynthetic")
 VALIDATOR_DEFAULT_FRAMES = 16
 #: The validator clamps T to this; a model with fixed T above it fails every batch.
 VALIDATOR_MAX_FRAMES = 64
+#: Largest height or width a spec accepts. The validator resizes every picture and frame to H×W, and the largest
+#: media it decodes is 4K video (3840×2160), so a bigger side only upsamples; 4096² uint8 is already 48 MiB per
+#: frame, 12 GiB for one 64-frame clip in float32. A typo (`--height 100000`) must fail here, not in malloc.
+MAX_SIDE = 4096
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -79,14 +83,16 @@ class DetectorSpec:
             out.append(f"modality {self.modality!r} is not one of {', '.join(MODALITIES)}")
         for dim_name in ("height", "width"):
             value = getattr(self, dim_name)
-            if not isinstance(value, int) or value < 8:
-                out.append(f"{dim_name} must be an integer ≥ 8, got {value!r}")
+            if not isinstance(value, int) or not 8 <= value <= MAX_SIDE:
+                out.append(f"{dim_name} must be an integer from 8 to {MAX_SIDE}, got {value!r}")
         if self.modality == "video":
             if self.frames is None or not 1 <= self.frames <= VALIDATOR_MAX_FRAMES:
                 out.append(f"frames must be between 1 and {VALIDATOR_MAX_FRAMES} for video, got {self.frames!r}")
             if self.frame_mapping not in FRAME_MAPPINGS or self.frame_mapping == "none":
                 out.append(f"frame_mapping must be 'uniform' or 'all' for video, got {self.frame_mapping!r}")
-            if self.frame_mapping == "uniform" and not self.native_frames:
+            if self.native_frames is not None and (not isinstance(self.native_frames, int) or self.native_frames < 1):
+                out.append(f"native_frames must be an integer ≥ 1, got {self.native_frames!r}")
+            elif self.frame_mapping == "uniform" and not self.native_frames:
                 out.append("frame_mapping 'uniform' needs native_frames")
         if self.temporal_aggregation not in AGGREGATIONS:
             out.append(f"temporal_aggregation {self.temporal_aggregation!r} is not one of {', '.join(AGGREGATIONS)}")

@@ -97,7 +97,8 @@ def create_session(onnx_bytes: bytes, threads: int) -> tuple[ort.InferenceSessio
     options.inter_op_num_threads = 1
     # Idle ORT threads would spin and starve the decoding threads that run beside them.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # a failing batch is reported once, by the bench, not also in ORT's colours
+    ort.set_default_logger_severity(3)
     available = ort.get_available_providers()
     providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
     try:

@@ -13,7 +13,7 @@ from discriminator.cli import bench
 from discriminator.cli import cache
 from discriminator.cli import data
 from discriminator.cli import train
-from discriminator.cli.common import examples_epilog
+from discriminator.cli.common import TYPER_SETTINGS, examples_epilog
 
 EXAMPLES = [
     ("make demo", "the whole workflow on built-in demo data"),
@@ -32,7 +32,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    **TYPER_SETTINGS,
 )
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.table import Table
 
-from discriminator.cli.common import console, examples_epilog, kit_command, print_success
+from discriminator.cli.common import TYPER_SETTINGS, console, examples_epilog, kit_command, print_success
 
 if TYPE_CHECKING:
     from validator_sim.pixel_cache import PixelCache
@@ -25,6 +25,7 @@ cache_app = typer.Typer(
     help="The preprocessed-pixel cache: samples decoded once per profile, size and frame count, reused by later benches.",
     no_args_is_help=True,
     epilog=examples_epilog(EXAMPLES),
+    **TYPER_SETTINGS,
 )
 
 

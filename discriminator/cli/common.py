@@ -1,4 +1,9 @@
-"""What every `kit` command shares: error handling, example epilogs, console output."""
+"""What every `kit` command shares: error handling, help formatting, example epilogs, console output.
+
+Only light modules are imported here and at the top of every command module:
+torch, transformers, onnxruntime and onnx load inside the command that needs them,
+so `kit --version`, `kit --help` and `kit models` start in a fraction of a second.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,36 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
-from discriminator.errors import KitError, UsageError
+from discriminator.errors import KitError, UsageError, first_line
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class KitGroup(TyperGroup):
+    """A command group whose command list shows each command's whole first sentence, wrapped, never cut with '...'."""
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+#: Settings of every `kit` Typer app. Help goes through click's plain formatter, which wraps long descriptions at
+#: any width; typer's rich panels cut a word that does not fit their narrow help column with "…" (80 columns when
+#: piped). 100 columns at most, fewer on a narrower terminal.
+TYPER_SETTINGS: dict[str, Any] = {
+    "cls": KitGroup,
+    "rich_markup_mode": None,
+    "context_settings": {"help_option_names": ["-h", "--help"], "max_content_width": 100},
+}
+
 
 class Modality(str, Enum):
     """The two kinds of detector the network scores."""
@@ -33,14 +64,10 @@ def debug_enabled() -> bool:
 
 
 def examples_epilog(examples: Sequence[tuple[str, str]]) -> str:
-    """Format (command, what it does) pairs for a command's --help."""
-    lines = ["Examples:", ""]
-    for command, what in examples:
-        lines.append(f"  # {what}")
-        lines.append(f"  {command}")
-        lines.append("")
-    # typer/click rewrap epilogs; \b keeps this block as written.
-    return "\b\n" + "\n".join(lines)
+    """Format (command, what it does) pairs for a command's --help; each command stays on one line to copy."""
+    paragraphs = ["Examples:"] + [f"  # {what}\n  {command}" for command, what in examples]
+    # click rewraps every paragraph of an epilog except those that start with \b.
+    return "\n\n".join(f"\b\n{paragraph}" for paragraph in paragraphs)
 
 
 def fail(message: str, exit_code: int = 1) -> "typer.Exit":
@@ -48,32 +75,47 @@ def fail(message: str, exit_code: int = 1) -> "typer.Exit":
     return typer.Exit(exit_code)
 
 
+def _path_error(exc: OSError) -> tuple[str, int]:
+    where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+    return f"cannot access{where}: {exc.strerror or exc} — check the path and its permissions", 2
+
+
+#: What reaches a command, matched in order → (one line, exit code). A `KitError` carries its own line; anything
+#: else from a miner's module, file or machine is named here; an exception in no row is a kit bug (see kit_command).
+KNOWN_ERRORS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Callable[[Any], tuple[str, int]]], ...] = (
+    (KitError, lambda exc: (exc.one_line(), exc.exit_code)),
+    (KeyboardInterrupt, lambda exc: ("interrupted", 130)),
+    ((PermissionError, IsADirectoryError, NotADirectoryError, FileNotFoundError), _path_error),
+    (MemoryError, lambda exc: ("out of memory — use a smaller --height/--width, --frames or --batch-size, "
+                               "or close other programs", 1)),
+    (OSError, lambda exc: (f"{exc} — check the disk and the path", 2)),
+)
+
+
+def error_line(exc: BaseException) -> tuple[str, int]:
+    """The one line and exit code `kit` prints for `exc`."""
+    for types, describe in KNOWN_ERRORS:
+        if isinstance(exc, types):
+            return describe(exc)
+    return (f"unexpected {type(exc).__name__}: {first_line(exc)} — this is a bug in kit: rerun with KIT_DEBUG=1 "
+            "and report the traceback", 1)
+
+
 def kit_command(func: F) -> F:
-    """Turn user-caused errors into one line on stderr and a non-zero exit; KIT_DEBUG=1 shows the traceback."""
+    """Turn every exception into one line on stderr and a non-zero exit (see KNOWN_ERRORS); KIT_DEBUG=1 raises it
+    with its traceback instead."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort, SystemExit):
+        except (typer.Exit, typer.Abort, typer.TyperException, SystemExit):
             raise
-        except KitError as exc:
+        except BaseException as exc:
             if debug_enabled():
                 raise
-            raise fail(_escape(exc.one_line()), exc.exit_code) from None
-        except KeyboardInterrupt:
-            if debug_enabled():
-                raise
-            raise fail("interrupted", 130) from None
-        except (PermissionError, IsADirectoryError, NotADirectoryError, FileNotFoundError) as exc:
-            if debug_enabled():
-                raise
-            where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-            raise fail(_escape(f"cannot access{where}: {exc.strerror or exc} — check the path and its permissions"), 2) from None
-        except OSError as exc:
-            if debug_enabled():
-                raise
-            raise fail(_escape(f"{exc} — check the disk and the path"), 2) from None
+            message, exit_code = error_line(exc)
+            raise fail(_escape(message), exit_code) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from discriminator.cli.common import console, examples_epilog, kit_command, print_success
+from discriminator.cli.common import TYPER_SETTINGS, console, examples_epilog, kit_command, print_success
 
 DEMO_EXAMPLES = [
     ("kit data demo --out demo_data", "image and video demo data, train/val/test splits, seed 0"),
@@ -19,7 +19,7 @@ data_app = typer.Typer(
     name="data",
     help="Datasets for training and benching detectors.",
     no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    **TYPER_SETTINGS,
 )
 
 

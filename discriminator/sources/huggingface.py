@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from discriminator.errors import HubUnreachableError, InputError, UsageError
+from discriminator.errors import HubUnreachableError, InputError, KitError, UsageError, first_line
 from discriminator.spec import DEFAULT_CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD
 from discriminator.wrapper import Backbone, unwrap_output
 
@@ -104,10 +104,59 @@ def _normalisation(ref: str | None, kwargs: dict[str, Any]) -> tuple[tuple[float
     return IMAGENET_MEAN, IMAGENET_STD, "ImageNet defaults (no preprocessor_config.json)"
 
 
+def config_size(module: nn.Module) -> dict[str, int]:
+    """The height/width in a loaded model's config (`image_size`: what a ViT's position embeddings are made for),
+    as spec defaults; {} for models without one (convolutional nets take any size)."""
+    config = getattr(module, "config", None) or getattr(getattr(module, "base", None), "config", None)
+    size = getattr(config, "image_size", None)
+    if isinstance(size, int):
+        return {"height": size, "width": size}
+    if isinstance(size, (list, tuple)) and len(size) == 2:
+        return {"height": int(size[0]), "width": int(size[1])}
+    return {}
+
+
+def _require_pixel_model(config: Any, ref: str | None) -> None:
+    """Refuse text and audio models before loading them: their input is token ids or a waveform, not pixels."""
+    from transformers import MODEL_MAPPING
+
+    try:
+        main_input = MODEL_MAPPING[type(config)].main_input_name
+    except KeyError:  # an architecture without a base-model class: let loading decide
+        return
+    if main_input != "pixel_values":
+        raise UsageError(f"'{ref or config.model_type}' ({config.model_type}) is not an image or video model: "
+                         f"its input is {main_input}, not pixels",
+                         "pass a vision model (ViT, ResNet, ConvNeXt, VideoMAE, …) or its vision tower")
+
+
+def _instantiate(auto_cls: Any, kwargs: dict[str, Any], config: Any, ref: str | None, **extra: Any) -> nn.Module:
+    """`from_pretrained` for files (their failures named in one line), `from_config` for a config object."""
+    if not kwargs:
+        return auto_cls.from_config(config)
+    try:
+        return auto_cls.from_pretrained(**kwargs, config=config, **extra)
+    except KitError:
+        raise
+    except Exception as exc:  # safetensors, torch and transformers raise many types for damaged files
+        raise InputError(f"cannot load the Hugging Face model {ref} ({type(exc).__name__}: {first_line(exc)})",
+                         "download it again or re-save it with save_pretrained(); a copy cut short is the usual cause") from exc
+
+
 def load_hf_backbone(ref: str | None, modality: str, task: str = "auto", config: Any = None,
-                     num_classes: int = 3, class_names: tuple[str, ...] = DEFAULT_CLASS_NAMES) -> Backbone:
-    """Load `ref` (hub id or folder), or build from `config` with random weights when `ref` is None."""
-    from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, AutoModelForVideoClassification
+                     num_classes: int | None = None, class_names: tuple[str, ...] | None = None) -> Backbone:
+    """Load `ref` (hub id or folder), or build from `config` with random weights when `ref` is None.
+
+    Without `num_classes`/`class_names`, a trained 2-label head is kept as [real, ai] and any other head
+    becomes the kit's 3 classes."""
+    from transformers import (
+        MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING,
+        MODEL_FOR_VIDEO_CLASSIFICATION_MAPPING,
+        AutoConfig,
+        AutoModel,
+        AutoModelForImageClassification,
+        AutoModelForVideoClassification,
+    )
     from transformers.utils import logging as hf_logging
 
     if not os.environ.get("KIT_DEBUG"):
@@ -117,7 +166,12 @@ def load_hf_backbone(ref: str | None, modality: str, task: str = "auto", config:
         raise UsageError("a Hugging Face source needs an id, a folder, or a config", "use --model hf:<id-or-dir>")
     kwargs = _pretrained_kwargs(ref) if ref is not None else {}
     if config is None:
-        config = AutoConfig.from_pretrained(**kwargs)
+        try:
+            config = AutoConfig.from_pretrained(**kwargs)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read the config of {ref} ({type(exc).__name__}: {first_line(exc)})",
+                             "pass a folder written by save_pretrained(), or download it again") from exc
+    _require_pixel_model(config, ref)
     model_type = getattr(config, "model_type", "")
     is_clip = model_type in VIDEO_MODEL_TYPES
     if is_clip and modality == "image":
@@ -128,7 +182,13 @@ def load_hf_backbone(ref: str | None, modality: str, task: str = "auto", config:
         task = "classify" if has_head else "embeddings"
         notes.append(f"task auto → {task} ({'the checkpoint has a classification head' if has_head else 'base model without a head'})")
     auto_cls = AutoModelForVideoClassification if is_clip else AutoModelForImageClassification
+    head_mapping = MODEL_FOR_VIDEO_CLASSIFICATION_MAPPING if is_clip else MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
     head_trained = True
+    if num_classes is None:
+        two_labels = has_head and getattr(config, "num_labels", None) == 2
+        class_names = tuple(class_names or (("real", "ai") if two_labels else DEFAULT_CLASS_NAMES))
+        num_classes = len(class_names)
+    class_names = tuple(class_names or DEFAULT_CLASS_NAMES[:num_classes])
     if task == "classify":
         rehead = getattr(config, "num_labels", None) != num_classes or not has_head
         if rehead:
@@ -138,19 +198,16 @@ def load_hf_backbone(ref: str | None, modality: str, task: str = "auto", config:
             head_trained = False
             notes.append(f"classification head {'added' if not has_head else 're-headed'} with {num_classes} classes: "
                          "its weights are random until trained (kit train) or loaded (--weights)")
-        try:
-            if kwargs:
-                module = auto_cls.from_pretrained(**kwargs, config=config, ignore_mismatched_sizes=rehead)
-            else:
-                module = auto_cls.from_config(config)
-        except ValueError:  # no AutoModelFor…Classification for this architecture
-            base = AutoModel.from_pretrained(**kwargs) if kwargs else AutoModel.from_config(config)
+        if type(config) in head_mapping:
+            module = _instantiate(auto_cls, kwargs, config, ref, ignore_mismatched_sizes=rehead)
+        else:  # no AutoModelFor…Classification for this architecture
+            base = _instantiate(AutoModel, kwargs, config, ref)
             hidden = getattr(config, "hidden_size", None) or getattr(config, "hidden_sizes", [None])[-1]
             module = PooledLinearHead(base, hidden, num_classes)
             head_trained = False
             notes.append("linear head on the pooled embedding (random until trained)")
     else:
-        module = AutoModel.from_pretrained(**kwargs) if kwargs else AutoModel.from_config(config)
+        module = _instantiate(AutoModel, kwargs, config, ref)
     mean, std, norm_from = _normalisation(ref, kwargs)
     notes.append(f"normalisation from {norm_from}")
     native = getattr(config, VIDEO_MODEL_TYPES[model_type]) if is_clip else None

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
 from torch import nn
 
-from discriminator.errors import InputError, UsageError
+from discriminator.errors import InputError, KitError, UsageError, first_line
 from discriminator.wrapper import Backbone
 
 
@@ -37,12 +38,22 @@ def import_factory(target: str):
         try:
             spec.loader.exec_module(module)
         except Exception as exc:
-            raise InputError(f"importing {path} failed: {type(exc).__name__}: {exc}", "fix the error in your module") from exc
+            raise InputError(f"importing {path} failed: {type(exc).__name__}: {first_line(exc)}", "fix the error in your module") from exc
     else:
+        # `kit` runs as a console script, so the current folder is not on sys.path; a miner's module usually lives there.
+        cwd = os.getcwd()
+        added = cwd not in sys.path
+        if added:
+            sys.path.insert(0, cwd)
         try:
             module = importlib.import_module(module_ref)
         except ImportError as exc:
             raise InputError(f"cannot import module '{module_ref}' ({exc})", "check the name, or pass a file path: py:path/to/file.py:factory") from exc
+        except Exception as exc:
+            raise InputError(f"importing {module_ref} failed: {type(exc).__name__}: {first_line(exc)}", "fix the error in your module") from exc
+        finally:
+            if added:
+                sys.path.remove(cwd)
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise UsageError(f"'{module_ref}' has no callable '{factory_name}'", "name the function that returns your nn.Module")
@@ -52,7 +63,13 @@ def import_factory(target: str):
 def load_python_backbone(target: str, weights: Path | None = None, task: str = "auto",
                          input_kind: str | None = None, native_frames: int | None = None, modality: str = "image") -> Backbone:
     factory = import_factory(target)
-    made = factory()
+    try:
+        made = factory()
+    except KitError:
+        raise
+    except Exception as exc:
+        raise InputError(f"py:{target} raised {type(exc).__name__}: {first_line(exc)}",
+                         "fix the factory: the kit calls it with no arguments and expects an nn.Module") from exc
     if isinstance(made, Backbone):
         backbone = made
     elif isinstance(made, nn.Module):

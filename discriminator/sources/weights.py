@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from discriminator.errors import InputError
+from discriminator.errors import InputError, first_line
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -21,8 +21,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # safetensors/torch raise many types for corrupt files
-        first_line = (str(exc).strip().splitlines() or [""])[0].rstrip(".")
-        raise InputError(f"cannot read weights from {path} ({type(exc).__name__}: {first_line})",
+        raise InputError(f"cannot read weights from {path} ({type(exc).__name__}: {first_line(exc).rstrip('.')})",
                          "pass a .safetensors file or a torch state dict saved with torch.save(model.state_dict())") from exc
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -37,13 +36,21 @@ def load_weights_into(module: nn.Module, path: Path) -> None:
     state = read_state_dict(path)
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
-    result = module.load_state_dict(state, strict=False)
-    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
-    if missing or unexpected:
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    # load_state_dict raises a multi-line RuntimeError for these; name the first one with both shapes instead.
+    mismatched = [k for k in state if k in expected and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or mismatched:
         detail = []
+        if mismatched:
+            first = mismatched[0]
+            detail.append(f"{len(mismatched)} with another shape (e.g. {first}: {list(state[first].shape)} in the file, "
+                          f"{list(expected[first].shape)} in the model)")
         if missing:
             detail.append(f"{len(missing)} missing (e.g. {missing[0]})")
         if unexpected:
             detail.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
         raise InputError(f"weights in {path} do not fit the model: {', '.join(detail)}",
-                         "use the weights saved from this same architecture (same --model and options)")
+                         "use the weights saved from this same architecture (same --model and --model-option values)")
+    module.load_state_dict(state, strict=True)

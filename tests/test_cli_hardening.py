@@ -1,0 +1,185 @@
+"""A new miner's mistakes, driven through `kit build`: each ends in one line that says what to do, never a traceback.
+
+The inputs are made here the way a miner makes them: weights saved from another
+architecture, a factory that raises, a truncated `model.safetensors`, a ViT whose
+config says 32×32, a text model saved with `save_pretrained`, a module in the
+current folder.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from discriminator.cli.app import app
+from discriminator.errors import UsageError
+from discriminator.spec import MAX_SIDE, DetectorSpec
+
+runner = CliRunner()
+SMALL = ["--height", "32", "--width", "32"]
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def assert_one_line_error(result, code: int, *needles: str) -> str:
+    """The command failed with `code`, printed exactly one `error:` line holding every needle, and no traceback."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def tiny_vit_config(**changes):
+    from transformers import ViTConfig
+
+    return ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, num_labels=3, **changes)
+
+
+@pytest.fixture(scope="module")
+def vit32(tmp_path_factory) -> Path:
+    from transformers import ViTForImageClassification
+
+    folder = tmp_path_factory.mktemp("hf") / "vit32"
+    torch.manual_seed(0)
+    ViTForImageClassification(tiny_vit_config()).save_pretrained(folder)
+    return folder
+
+
+def test_weights_of_another_architecture_name_the_layer_and_both_shapes(tmp_path):
+    from onnx_examples.pytorch_models.networks import CNNImageDetector
+
+    weights = tmp_path / "narrow.safetensors"
+    save_file({k: v.contiguous() for k, v in CNNImageDetector((8, 16)).state_dict().items()}, str(weights))
+    result = invoke("build", "image", "--weights", str(weights), *SMALL, "--out", str(tmp_path / "o"))
+    line = assert_one_line_error(result, 2, "do not fit", "another shape")
+    assert "[8, 6, 3, 3] in the file" in line and "[16, 6, 3, 3] in the model" in line  # the first conv, both ways
+    assert not (tmp_path / "o").exists()
+
+
+def test_factory_that_raises_is_one_line_naming_the_factory(tmp_path):
+    module = tmp_path / "raiser.py"
+    module.write_text("def make():\n    raise ValueError('the config file is missing')\n")
+    result = invoke("build", "image", "--model", f"py:{module}:make", *SMALL, "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, 2, "make", "ValueError", "the config file is missing")
+
+
+def test_corrupt_safetensors_in_a_hugging_face_folder_is_one_line(tmp_path, vit32):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(vit32, broken)
+    (broken / "model.safetensors").write_bytes(struct.pack("<Q", 10 ** 12) + b"{}")  # header length far past the file
+    result = invoke("build", "image", "--model", f"hf:{broken}", "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, 2, str(broken), "header too large")
+
+
+@pytest.mark.parametrize("option", ["channels=abc", "channels=8,x", "seed=[1,2]"])
+def test_bad_model_option_value_is_one_line(tmp_path, option):
+    result = invoke("build", "image", "--model-option", option, *SMALL, "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, 2, "example-image", option.split("=")[0], "--model-option")
+
+
+def test_huge_size_is_refused_before_anything_is_allocated(tmp_path):
+    result = invoke("build", "video", "--height", "100000", "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, 2, "height", str(MAX_SIDE))
+    with pytest.raises(UsageError, match="width"):
+        DetectorSpec(name="x", modality="image", width=MAX_SIDE + 1)
+    assert DetectorSpec(name="x", modality="image", height=MAX_SIDE, width=MAX_SIDE).height == MAX_SIDE
+
+
+def test_native_frames_zero_is_refused_not_replaced_by_the_backbones(tmp_path):
+    result = invoke("build", "video", "--native-frames", "0", *SMALL, "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, 2, "native_frames")
+    with pytest.raises(UsageError, match="native_frames"):
+        DetectorSpec(name="x", modality="video", frames=16, native_frames=0, frame_mapping="all")
+
+
+def test_hugging_face_size_defaults_to_the_config(tmp_path, vit32):
+    from discriminator.spec import spec_from_manifest
+
+    result = invoke("build", "image", "--model", f"hf:{vit32}", "--out", str(tmp_path / "o"))
+    assert result.exit_code == 0, result.output
+    spec = spec_from_manifest(tmp_path / "o")
+    assert (spec.height, spec.width) == (32, 32)
+
+
+def test_size_the_model_cannot_take_points_at_height_width_not_the_exporter(tmp_path, vit32):
+    result = invoke("build", "image", "--model", f"hf:{vit32}", "--height", "64", "--width", "64",
+                    "--out", str(tmp_path / "o"))
+    line = assert_one_line_error(result, 1, "--height/--width")
+    assert "--exporter" not in line
+
+
+def test_text_model_is_not_an_image_or_video_model(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=16)).save_pretrained(tmp_path / "bert")
+    result = invoke("build", "image", "--model", f"hf:{tmp_path / 'bert'}", *SMALL, "--out", str(tmp_path / "o"))
+    line = assert_one_line_error(result, 2, "not an image or video model", "bert")
+    assert "--exporter" not in line
+
+
+def test_py_module_in_the_current_folder_is_found_and_the_path_is_restored(tmp_path, monkeypatch):
+    from discriminator.sources.python import import_factory
+
+    (tmp_path / "my_local_detector.py").write_text("def make():\n    return 'made'\n")
+    monkeypatch.chdir(tmp_path)
+    path_before = list(sys.path)
+    try:
+        assert import_factory("my_local_detector:make")() == "made"
+    finally:
+        sys.modules.pop("my_local_detector", None)
+    assert sys.path == path_before
+
+
+def test_onnxruntime_log_stays_out_and_the_message_is_whole(tmp_path, capfd):
+    fixtures = Path(__file__).parent / "fixtures" / "user_models.py"
+    result = invoke("build", "video", "--model", f"py:{fixtures}:frozen_frames", *SMALL, "--out", str(tmp_path / "o"))
+    captured = capfd.readouterr()  # onnxruntime writes to file descriptor 2 itself, past sys.stderr
+    assert "onnxruntime:" not in captured.err + captured.out and "\x1b[" not in captured.err
+    # The message keeps its end (what shape was asked for), without the C++ source location before it.
+    line = assert_one_line_error(result, 1, "onnxruntime fails at", "cannot be reshaped", "requested shape:{")
+    assert "onnxruntime_src" not in line and "ReshapeHelper" not in line
+
+
+def test_help_wraps_long_descriptions_instead_of_cutting_them():
+    result = invoke("build", "--help")
+    assert result.exit_code == 0
+    assert "…" not in result.output
+    assert "real,synthetic,semisynthetic" in result.output
+    # Each example command stays on one line, so it can be copied.
+    assert "  kit build video --model hf-videomae --name vmae\n" in result.output
+
+
+@pytest.mark.parametrize("raised,code,needle", [
+    (MemoryError(), 1, "out of memory"),
+    (RuntimeError("a bug in the kit"), 1, "KIT_DEBUG=1"),
+    (OSError(28, "No space left on device"), 2, "No space left on device"),
+])
+def test_every_exception_reaching_the_cli_is_one_line(raised, code, needle):
+    import typer
+
+    from discriminator.cli.common import kit_command
+
+    probe = typer.Typer()
+
+    @probe.command()
+    @kit_command
+    def fails() -> None:
+        raise raised
+
+    result = runner.invoke(probe, [])
+    assert_one_line_error(result, code, needle)
