@@ -128,7 +128,8 @@ def build_results(state: "RunState") -> dict[str, Any]:
             by_media[media_type] = {"samples": len(rows), "correct": correct, "accuracy": correct / len(rows)}
     nan_count = sum(1 for r in scored if r["nan"])
     errors = list(state.errors)
-    warnings = list(state.warnings) + _unreachable_classes(scored, options.num_classes)
+    reads_classes = options.scoring == "multiclass" or state.profile.accuracy_against == "multiclass"
+    warnings = list(state.warnings) + (_unreachable_classes(scored, options.num_classes) if reads_classes else [])
     verdict = _verdict(state, len(scored))
     if verdict:
         errors.insert(0, verdict)

@@ -518,7 +518,7 @@ def _collect_batch(state: RunState, plan: DatasetPlan, pending: list[tuple[str, 
 
 def _frame_rate_for(profile: Profile, asked: float | None, model_rate: float | None, warnings: list[str]) -> float | None:
     """The frame rate clips are sampled at: `--frame-rate`, else the bundle's own `preprocessing.frame_rate`."""
-    if asked is not None and asked <= 0 or asked is not None and not math.isfinite(asked):
+    if asked is not None and not (math.isfinite(asked) and asked > 0):
         raise UsageError(f"--frame-rate must be a positive number, got {asked}", "pass e.g. --frame-rate 8")
     if model_rate is None:
         return asked
