@@ -14,6 +14,7 @@ import json
 import math
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pyarrow.parquet as pq
@@ -57,12 +58,16 @@ def load_model(weights_path, num_classes=2):
 '''
 
 
-def make_bundle(folder: Path, num_classes: int = 3, height: int = H, width: int = W) -> Path:
+def make_bundle(folder: Path, num_classes: int = 3, height: int = H, width: int = W, frames: int | None = None,
+                frame_rate: float | None = None) -> Path:
+    """A bundle whose logit k is (sum of channel k) · scale − 4; `frames` makes it a video bundle."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.py").write_text(MODEL_PY)
+    video = "" if frames is None else f"  num_frames: {frames}\n" + (f"  frame_rate: {frame_rate}\n" if frame_rate else "")
     (folder / "model_config.yaml").write_text(
-        f"name: tiny\nmodality: image\npreprocessing:\n  resize: [{height}, {width}]\nmodel:\n  num_classes: {num_classes}\n")
-    scale = SPREAD / np.float32(height * width * 255)
+        f"name: tiny\nmodality: {'image' if frames is None else 'video'}\npreprocessing:\n  resize: [{height}, {width}]\n"
+        f"{video}model:\n  num_classes: {num_classes}\n")
+    scale = SPREAD / np.float32((frames or 1) * height * width * 255)
     save_file({"scale": torch.tensor(float(scale), dtype=torch.float32), "offset": torch.tensor(float(OFFSET))},
               str(folder / "model.safetensors"))
     return folder
@@ -313,3 +318,42 @@ def test_accuracy_plot_labels_zero_bars_marks_unscored_and_flags_partial_runs() 
     with tempfile.TemporaryDirectory() as folder:
         _save(fig, Path(folder) / "a.png", plt, results)
     assert "PARTIAL RUN" in fig._suptitle.get_text()
+
+
+def _square_crop_resize(frame: np.ndarray, side: int) -> np.ndarray:
+    """current-contract §4 for a square target: the centred largest square, then INTER_LINEAR."""
+    h, w = frame.shape[:2]
+    edge = min(h, w)
+    top, left = (h - edge) // 2, (w - edge) // 2
+    crop = np.ascontiguousarray(frame[top:top + edge, left:left + edge])
+    return cv2.resize(crop, (side, side), interpolation=cv2.INTER_LINEAR)
+
+
+def test_a_video_bundle_takes_t_and_frame_rate_from_its_yaml_and_applies_rotation(tmp_path: Path) -> None:
+    from tests.sim_helpers import random_clip, set_display_matrix, write_video
+
+    rng = np.random.default_rng(30)
+    data = tmp_path / "data" / "real" / "phones"
+    data.mkdir(parents=True)
+    clips = {}
+    for i in range(3):
+        frames = random_clip(rng, 12, 64, 96)
+        path = write_video(data / f"p{i}.mp4", frames, codec="libx264", fps=30)
+        if i == 1:
+            set_display_matrix(path, 0, 1, -1, 0)  # a portrait phone clip: rotation −90
+        clips[f"p{i}.mp4"] = path
+    bundle = make_bundle(tmp_path / "vb", height=32, width=32, frames=3, frame_rate=10)
+    result = run_bench(bundle, discover_datasets(tmp_path / "data"), "current", mode="full", write=False, threads=1)
+    assert result.results["kit"]["target"] == {"height": 32, "width": 32, "frames": 3}
+    assert result.results["kit"]["frame_rate"] == 10
+    for record in result.records:
+        with av.open(str(clips[record["sample"]])) as container:
+            decoded = [f for f in container.decode(video=0)]
+            rotation = decoded[0].rotation
+            frames = [np.rot90(f.to_ndarray(format="rgb24"), k=rotation // 90) for f in decoded]
+        chosen = [frames[i] for i in (0, 3, 6)]  # stride round(30 / 10) = 3 from frame 0
+        tchw = np.stack([_square_crop_resize(f, 32).transpose(2, 0, 1) for f in chosen])
+        sums = tchw.astype(np.int64).sum(axis=(0, 2, 3)).astype(np.float32)
+        logits = sums * (SPREAD / np.float32(3 * 32 * 32 * 255)) - OFFSET
+        e = np.exp(logits - logits.max())
+        np.testing.assert_allclose(record["probs"], e / e.sum(dtype=np.float32), atol=1e-6)
