@@ -9,7 +9,9 @@ Two things are kept apart: the *container* (what the path is: a file, a folder, 
   takes today (current-contract §1).
 
 A `kit build` folder may hold both (the ONNX file at its root, the bundle in `bundle/`,
-both recorded in `manifest.json`); the caller chooses with `format`. Zips are read
+both recorded in `manifest.json`); the caller chooses with `format`. A bundle zip
+takes its spec from the `kit package` record beside it when that record is of the
+same zip (a bundle's YAML need not say image or video). Zips are read
 defensively: members with absolute paths, `..`, symlinks, encryption or an implausible
 compression ratio are refused before anything is extracted, and a zip must hold exactly
 one format at its root.
@@ -19,6 +21,8 @@ No torch import: `kit check`, `kit package` and `kit bench` all read artifacts.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import stat
 import tempfile
@@ -239,6 +243,9 @@ def load_artifact(path: Path | str, format: str | None = None) -> Artifact:
         found = sniff_zip_format(path, list(members))
         _require_format(path, found, format)
         artifact = Artifact(source=path, container="zip", format=found, members=members, spec=None)
+        recorded = _recorded_spec(path)
+        if recorded is not None and found == "bundle":  # an ONNX model carries its spec in its metadata
+            artifact.spec = recorded
     elif path.name in (BUNDLE_CONFIG, BUNDLE_MODEL):
         raise UsageError(f"{path} is one file of a bundle", f"point at the folder that holds it: {path.parent}")
     else:
@@ -305,6 +312,23 @@ def bundle_weights_name(config_bytes: bytes) -> str:
     model = raw.get("model") if isinstance(raw, dict) else None
     named = model.get("weights_file") if isinstance(model, dict) else None
     return named if isinstance(named, str) and named and "/" not in named else BUNDLE_DEFAULT_WEIGHTS
+
+
+def _recorded_spec(zip_path: Path) -> DetectorSpec | None:
+    """The spec in the `kit package` record beside a zip (`<zip>.json`), when the record is of this very zip."""
+    record_path = zip_path.with_name(zip_path.name + ".json")
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("spec"), dict):
+        return None
+    if record.get("zip_sha256") != hashlib.sha256(zip_path.read_bytes()).hexdigest():
+        return None
+    try:
+        return DetectorSpec.from_dict(record["spec"])
+    except (InputError, TypeError, ValueError):
+        return None
 
 
 def _looks_like_bundle(folder: Path) -> bool:

@@ -189,7 +189,8 @@ def _check_bundle(artifact: Artifact, modality: str | None, version: tuple[int, 
     with artifact.bundle_dir() as folder:
         ctx = BundleContext(artifact=artifact, folder=folder, threads=threads, requested_modality=modality,
                             measure_latency=measure_latency, time_limit_s=time_limit_s or DEFAULT_TIME_LIMIT_S)
-        ctx.require_modality()
+        if ctx.raw_config[1] is None:  # a readable YAML that says neither: ask (an unreadable one is config-yaml's)
+            ctx.require_modality()
         try:
             return _walk(rules_for("bundle"), ctx, _new_report(artifact, ctx.modality, version, threads), on_rule)
         finally:
@@ -208,7 +209,10 @@ def _walk(rules: tuple[Rule, ...], ctx: Any, report: CheckReport, on_rule: Calla
     for rule in rules:
         if on_rule is not None:
             on_rule(rule)
-        if rule.modality is not None and ctx.modality != rule.modality:
+        if rule.modality is not None and ctx.modality is None:
+            finding = Finding("skip", "not checked: the model's modality is unknown")
+            statuses[rule.id] = "skip"
+        elif rule.modality is not None and ctx.modality != rule.modality:
             finding = Finding("skip", f"applies to {rule.modality} models only")
             statuses[rule.id] = "pass"  # not applicable: blocks nothing that needs it
         else:
