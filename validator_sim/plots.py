@@ -115,10 +115,10 @@ def accuracy_figure(results: dict[str, Any], plt: Any) -> Any:
     values = [per_dataset[n]["accuracy"] if per_dataset[n]["total"] else None for n in names]
     _bars(ax, names, values, [MEDIA_COLOURS.get(media[n], "grey") for n in names], "not scored")
     ax.axvline(0.8, color="grey", linestyle="--", linewidth=1)
-    for media_type, colour in MEDIA_COLOURS.items():
-        if media_type in media.values():
-            ax.barh([], [], color=colour, label=media_type)
-    ax.legend(fontsize=7, loc="lower right")
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color=colour, label=media_type) for media_type, colour in MEDIA_COLOURS.items()
+                       if media_type in media.values()], fontsize=7, loc="lower right")
     ax.set(xlim=(0, 1), xlabel=f"accuracy ({results['kit'].get('accuracy_against', 'binary')}; line: entrance bar 0.8)",
            title="Accuracy per dataset")
     ax.invert_yaxis()
