@@ -1,4 +1,5 @@
-"""A local, bit-exact copy of the SN34 validator's evaluation pipeline (contract §1–§7).
+"""A local, bit-exact copy of the SN34 evaluator's pipeline, one profile per era (contract §1–§7, current-contract).
 
-Runs with onnxruntime, numpy, OpenCV, PyAV and Pillow alone: nothing here imports torch.
+ONNX models run with onnxruntime, numpy, OpenCV, PyAV, Pillow and decord alone: that path never
+imports torch. Bundles are run by torch in-process, as the evaluator runs them (`session.BundleSession`).
 """
