@@ -44,7 +44,7 @@ def test_train_then_calibrate_then_refuse_to_overwrite(tmp_path, splits):
     assert "--force" in one_line_error(refused)
     calibrated = runner.invoke(app, ["calibrate", str(out), "--data", str(val_dir), "--out", str(tmp_path / "recal")])
     assert calibrated.exit_code == 0, calibrated.output
-    assert "before" in calibrated.output and "after" in calibrated.output
+    assert "before" in calibrated.output and "after" in calibrated.output and "3-class sn34" in calibrated.output
     assert read_checkpoint(tmp_path / "recal")["spec"]["temperature"] > 0
 
 

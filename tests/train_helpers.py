@@ -100,3 +100,22 @@ def write_colour_split(root: Path, per_class: int, seed: int, size: int = 24) ->
             pixels += rng.normal(0, 3, pixels.shape)
             (folder / f"{i:03d}.png").write_bytes(image_bytes(np.clip(pixels, 0, 255).astype(np.uint8)))
     return root
+
+
+class TinyConvNet(nn.Module):
+    """Conv → ReLU → mean pool → linear, 3 logits; no batch norm or dropout, so DDP computes what one process does."""
+
+    input_kind = "frames"
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
+def tiny_cnn() -> TinyConvNet:
+    torch.manual_seed(0)
+    return TinyConvNet()

@@ -24,11 +24,13 @@ import torch
 
 from discriminator.errors import InputError
 from validator_sim.datasets import Dataset, discover_datasets, iter_payloads, list_samples
-from validator_sim.decode import DecodeError, decode_image, decode_video
+from validator_sim.decode import DecodeError, decode_image, decode_video, video_decoder
 from validator_sim.pixel_cache import pixel_recipe, with_default_cache
 from validator_sim.preprocess import clip_to_tchw, image_to_chw
 from validator_sim.profiles import DEFAULT_PROFILE, Profile, get_profile
 
+#: Media types in the order the multiclass scoring numbers them.
+MEDIA_TYPES = ("real", "synthetic", "semisynthetic")
 #: Threads decoding samples in parallel (PyAV and OpenCV release the GIL).
 DECODE_WORKERS = 2
 
@@ -41,8 +43,10 @@ class LoadedSplit:
     inputs: torch.Tensor
     #: Class index per sample in the detector's class order (real = 0).
     labels: torch.Tensor
-    #: 0 real / 1 AI per sample, as the validator scores it.
+    #: 0 real / 1 AI per sample, as the binary scoring counts it.
     binary_labels: np.ndarray
+    #: 0 real / 1 synthetic / 2 semisynthetic per sample, as the multiclass scoring counts it.
+    media_labels: np.ndarray
     dataset_names: list[str]
     #: Drop reason → count, for samples the validator would also drop.
     dropped: dict[str, int] = field(default_factory=dict)
@@ -62,8 +66,31 @@ def class_index(media_type: str, class_names: tuple[str, ...]) -> int:
     return class_names.index(media_type) if media_type in class_names else 1
 
 
+def check_media_type_folders(data_dir: Path) -> None:
+    """Refuse folders at the media-type level that the layout does not know (`fake/`, `Synthetic/` …):
+    their samples would otherwise be left out without a word."""
+    if not Path(data_dir).is_dir():
+        return  # discover_datasets says so
+    unknown = sorted(p.name for p in Path(data_dir).iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in MEDIA_TYPES)
+    if unknown:
+        names = ", ".join(f"{name}/" for name in unknown)
+        raise InputError(f"{data_dir} has folder(s) {names} where a media type belongs, so their samples would not be used",
+                         f"rename them to one of {', '.join(MEDIA_TYPES)} (lower case): the layout is "
+                         f"{data_dir}/<{'|'.join(MEDIA_TYPES)}>/<dataset-name>/…")
+
+
+def require_both_classes(split: "LoadedSplit", data_dir: Path | str, option: str) -> None:
+    """Refuse a split without both real and AI samples: nothing can be learnt or scored (MCC is 0 by construction)."""
+    present = sorted({MEDIA_TYPES[int(i)] for i in split.media_labels})
+    if len(set(split.binary_labels.tolist())) < 2:
+        missing = "AI (synthetic or semisynthetic)" if present == ["real"] else "real"
+        raise InputError(f"{option} {data_dir} holds only {'/'.join(present)} samples ({len(split)}); a detector needs {missing} ones too",
+                         f"add {data_dir}/<{'real' if missing == 'real' else 'synthetic|semisynthetic'}>/<dataset-name>/… and rerun")
+
+
 def split_datasets(data_dir: Path, modality: str) -> list[Dataset]:
     """The datasets of one modality under `data_dir` (layout `<media_type>/<dataset>/…`)."""
+    check_media_type_folders(Path(data_dir))
     datasets = [d for d in discover_datasets(data_dir) if d.modality == modality]
     if not datasets:
         raise InputError(f"no {modality} datasets under {data_dir}",
@@ -75,9 +102,9 @@ def _prepare(payload: bytes | Path, modality: str, height: int, width: int, fram
              profile: Profile) -> np.ndarray | DecodeError:
     try:
         if modality == "image":
-            return image_to_chw(decode_image(payload, profile.jpeg_resave_quality), height, width, profile.resize)
+            return image_to_chw(decode_image(payload, profile.image_resave), height, width, profile.resize)
         assert frames is not None
-        clip = decode_video(payload, frames, None, profile.fallback_fps, threads=1)
+        clip = decode_video(payload, frames, None, profile.fallback_fps, threads=1, decoder=video_decoder(profile))
         return clip_to_tchw(clip, frames, height, width, profile.resize)
     except DecodeError as exc:
         return exc
@@ -95,6 +122,7 @@ def load_split(data_dir: Path, modality: str, height: int, width: int, frames: i
     arrays: list[np.ndarray] = []
     labels: list[int] = []
     binary: list[int] = []
+    media: list[int] = []
     names: list[str] = []
     dropped: Counter[str] = Counter()
     done = 0
@@ -115,6 +143,7 @@ def load_split(data_dir: Path, modality: str, height: int, width: int, frames: i
                 arrays.append(prepared)
                 labels.append(class_index(dataset.media_type, class_names))
                 binary.append(dataset.label)
+                media.append(MEDIA_TYPES.index(dataset.media_type))
                 names.append(dataset.name)
     if not arrays:
         detail = f" ({sum(dropped.values())} undecodable)" if dropped else ""
@@ -124,6 +153,7 @@ def load_split(data_dir: Path, modality: str, height: int, width: int, frames: i
         inputs=torch.from_numpy(np.stack(arrays)),
         labels=torch.tensor(labels, dtype=torch.int64),
         binary_labels=np.asarray(binary, dtype=np.int64),
+        media_labels=np.asarray(media, dtype=np.int64),
         dataset_names=names,
         dropped=dict(dropped),
     )
