@@ -8,6 +8,7 @@ go into them. Records are dicts with `dataset`, `sample`, `status`, `label` (bin
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -30,6 +31,8 @@ KING_MARGIN = 0.010
 #: Resamples behind every interval; seeded, so the same records give the same interval anywhere.
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
+#: Resamples drawn at a time: bounds the [block, N] count matrix on large runs.
+RESAMPLE_BLOCK = 100
 #: Scores that get an interval.
 INTERVAL_SCORES = ("sn34_score", "binary_sn34_score", "multiclass_sn34_score", "accuracy")
 
@@ -121,9 +124,17 @@ def _replicate_scores(labels: np.ndarray, preds: np.ndarray, p_ai: np.ndarray, c
     return {"binary_sn34_score": binary, "multiclass_sn34_score": multi, "accuracy": accuracy}
 
 
-def _resample_counts(datasets: list[str], weights: np.ndarray, resamples: int, seed: int) -> np.ndarray:
-    """[resamples, N] weight × multiplicity: each dataset's samples drawn with replacement, its size kept."""
+def _resample_blocks(datasets: list[str], weights: np.ndarray, resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """`_resample_counts` in blocks of at most RESAMPLE_BLOCK rows, so memory stays bounded on large runs."""
     rng = np.random.default_rng(seed)
+    for start in range(0, resamples, RESAMPLE_BLOCK):
+        yield _resample_counts(datasets, weights, min(RESAMPLE_BLOCK, resamples - start), rng)
+
+
+def _resample_counts(datasets: list[str], weights: np.ndarray, resamples: int,
+                     rng: np.random.Generator | int) -> np.ndarray:
+    """[resamples, N] weight × multiplicity: each dataset's samples drawn with replacement, its size kept."""
+    rng = np.random.default_rng(rng) if isinstance(rng, int) else rng
     names = np.array(datasets)
     counts = np.zeros((resamples, names.size))
     for name in sorted(set(datasets)):
@@ -138,8 +149,10 @@ def bootstrap_intervals(rows: list[dict[str, Any]], options: ScoringOptions, res
     if len(rows) < 2:
         return {name: None for name in INTERVAL_SCORES}
     weights = sample_weights(rows, options)
-    counts = _resample_counts([r["dataset"] for r in rows], weights, resamples, seed)
-    scores = _replicate_scores(*_arrays(rows, options.num_classes), counts, options.num_classes)
+    arrays = _arrays(rows, options.num_classes)
+    blocks = [_replicate_scores(*arrays, counts, options.num_classes)
+              for counts in _resample_blocks([r["dataset"] for r in rows], weights, resamples, seed)]
+    scores = {name: np.concatenate([block[name] for block in blocks]) for name in blocks[0]}
     scores["sn34_score"] = scores[f"{options.scoring}_sn34_score"]
     return {name: [float(np.percentile(scores[name], 2.5)), float(np.percentile(scores[name], 97.5))]
             for name in INTERVAL_SCORES}
@@ -168,10 +181,13 @@ def paired_comparison(ours: list[dict[str, Any]], theirs: list[dict[str, Any]], 
     interval = None
     if len(keys) >= 2:
         weights = sample_weights(rows_a, options)
-        counts = _resample_counts([k[0] for k in keys], weights, resamples, seed)
         name = f"{options.scoring}_sn34_score"
-        a = _replicate_scores(*_arrays(rows_a, options.num_classes), counts, options.num_classes)[name]
-        b = _replicate_scores(*_arrays(rows_b, options.num_classes), counts, options.num_classes)[name]
+        arrays_a, arrays_b = _arrays(rows_a, options.num_classes), _arrays(rows_b, options.num_classes)
+        a_parts, b_parts = [], []
+        for counts in _resample_blocks([k[0] for k in keys], weights, resamples, seed):  # the same draws for both
+            a_parts.append(_replicate_scores(*arrays_a, counts, options.num_classes)[name])
+            b_parts.append(_replicate_scores(*arrays_b, counts, options.num_classes)[name])
+        a, b = np.concatenate(a_parts), np.concatenate(b_parts)
         interval = [float(np.percentile(a - b, 2.5)), float(np.percentile(a - b, 97.5))]
     return {
         "samples": len(keys),
