@@ -357,3 +357,32 @@ def test_a_video_bundle_takes_t_and_frame_rate_from_its_yaml_and_applies_rotatio
         logits = sums * (SPREAD / np.float32(3 * 32 * 32 * 255)) - OFFSET
         e = np.exp(logits - logits.max())
         np.testing.assert_allclose(record["probs"], e / e.sum(dtype=np.float32), atol=1e-6)
+
+
+def test_a_frames_dataset_takes_the_first_t_files_in_name_order_and_pads(tmp_path: Path) -> None:
+    from validator_sim.datasets import load_datasets_yaml
+
+    rng = np.random.default_rng(31)
+    clips = {"a": 6, "b": 2}
+    expected = {}
+    for clip, count in clips.items():
+        folder = tmp_path / "frames" / clip
+        folder.mkdir(parents=True)
+        frames = [random_image(rng, 32, 32) for _ in range(count)]
+        for i, frame in enumerate(frames):
+            (folder / f"f{i:03d}.png").write_bytes(image_bytes(frame))
+        (folder / "notes.txt").write_text("not a frame")
+        expected[clip] = (frames + [frames[-1]] * 4)[:4]
+    (tmp_path / "frames" / "stray.txt").write_text("x")
+    (tmp_path / "sets.yaml").write_text("- {name: cams, modality: video, media_type: real, path: frames, "
+                                        "source_format: frames}\n")
+    result = run_bench(make_bundle(tmp_path / "vb", height=32, width=32, frames=4), load_datasets_yaml(tmp_path / "sets.yaml"),
+                       "current", mode="full", write=False, threads=1)
+    assert sorted(r["sample"] for r in result.records) == ["a", "b"]
+    assert result.results["kit"]["ignored_files"] == {"cams": {"not a folder of frames": 1}}
+    for record in result.records:
+        tchw = np.stack([f.transpose(2, 0, 1) for f in expected[record["sample"]]])
+        sums = tchw.astype(np.int64).sum(axis=(0, 2, 3)).astype(np.float32)
+        logits = sums * (SPREAD / np.float32(4 * 32 * 32 * 255)) - OFFSET
+        e = np.exp(logits - logits.max())
+        np.testing.assert_allclose(record["probs"], e / e.sum(dtype=np.float32), atol=1e-6)

@@ -46,7 +46,8 @@ MODALITIES = ("image", "video")
 
 #: Source formats and the file names that announce them (longest suffix first).
 ARCHIVE_SUFFIXES = ((".tar.gz", "tar"), (".tgz", "tar"), (".tar", "tar"), (".zip", "zip"), (".parquet", "parquet"))
-SOURCE_FORMATS = ("folder", "zip", "tar", "parquet")
+#: `frames`: a folder of clip folders, each holding one clip's frames as image files (YAML only, video only).
+SOURCE_FORMATS = ("folder", "zip", "tar", "parquet", "frames")
 #: Rows read at a time from a parquet file: bounds memory for large media cells.
 PARQUET_READ_ROWS = 32
 #: Leading bytes of common container formats, to tell video from image in parquet cells.
@@ -151,6 +152,8 @@ def _member_names(path: Path, source_format: str) -> list[str]:
 
 def infer_modality(path: Path, source_format: str, media_column: str | None = None) -> str:
     """Image or video, by the majority of media extensions (parquet: by sniffing the first cell)."""
+    if source_format == "frames":
+        return "video"
     if source_format == "parquet":
         column, encoding = _parquet_media_column(path, media_column)
         first = next(_parquet_cells(path, column, encoding, {0}), None)
@@ -277,8 +280,28 @@ def load_datasets_yaml(path: Path | str, media_column: str | None = None) -> lis
     return datasets
 
 
+def _frame_folders(dataset: Dataset) -> Listing:
+    """A `frames` dataset: every sub-folder holding at least one image file is a clip; loose files are counted."""
+    keys, ignored = [], {}
+    try:
+        entries = sorted(dataset.path.iterdir())
+    except OSError as exc:
+        raise InputError(f"cannot read {dataset.path} ({exc.strerror})", "check the dataset path") from exc
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in entry.iterdir()):
+            keys.append(entry.name)
+        else:
+            reason = "not a folder of frames"
+            ignored[reason] = ignored.get(reason, 0) + 1
+    return Listing(dataset, keys, ignored=ignored)
+
+
 def list_samples(dataset: Dataset) -> Listing:
     """Every sample of `dataset` that matches its modality, sorted (by member path, or by row for parquet)."""
+    if dataset.source_format == "frames":
+        return _frame_folders(dataset)
     if dataset.source_format == "parquet":
         column, encoding = _parquet_media_column(dataset.path, dataset.media_column)
         rows = _parquet_file(dataset.path).metadata.num_rows
@@ -318,7 +341,7 @@ def iter_payloads(listing: Listing, indices: list[int]) -> Iterator[tuple[str, b
     """(key, bytes or file path) for the chosen samples, in listing order, one at a time."""
     dataset = listing.dataset
     wanted = [listing.keys[i] for i in indices]
-    if dataset.source_format == "folder":
+    if dataset.source_format in ("folder", "frames"):
         for key in wanted:
             yield key, dataset.path / key
     elif dataset.source_format == "zip":

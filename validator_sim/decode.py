@@ -16,6 +16,9 @@ Videos:
   (`rotation / 90` quarter turns, current-contract §7). A decode error before the
   T-th kept frame drops the whole clip.
 
+Frame-folder clips (a `frames` dataset, current-contract §4): the first T image files in
+name order, read with OpenCV and turned to RGB.
+
 Anything that cannot be decoded raises `DecodeError` with a short reason, which the
 pipeline counts instead of failing. `decoder_versions()` names the libraries the
 pixels depend on; reports and pixel caches record it.
@@ -29,10 +32,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import av
+import cv2
 import numpy as np
 from av.video.reformatter import ColorRange
 from PIL import Image
 
+from validator_sim.datasets import IMAGE_EXTENSIONS
 from validator_sim.preprocess import frame_step
 from validator_sim.profiles import VideoDecoder
 
@@ -173,10 +178,14 @@ def decode_video(
 ) -> list[np.ndarray]:
     """Up to `max_frames` RGB frames from the start of a clip (every round(fps / frame_rate)-th with PyAV).
 
+    A folder (a `frames` dataset's clip) is read by `decode_frame_folder` instead.
+
     Decoding stops as soon as enough frames are in hand. Raises `DecodeError` for an
     empty or unreadable file, a file without a video stream, no decodable frames, a
     decode error before the last wanted frame, or frames of differing sizes.
     """
+    if isinstance(source, Path) and source.is_dir():  # a `frames` dataset's clip folder: no stride, no decoder
+        return decode_frame_folder(source, max_frames)
     handle = _video_handle(source)
     if decoder == "decord":
         if frame_rate:
@@ -188,6 +197,25 @@ def decode_video(
         raise DecodeError("no frames")
     first_shape = frames[0].shape
     if any(f.shape != first_shape for f in frames):
+        raise DecodeError("frames differ in size")
+    return frames
+
+
+def decode_frame_folder(folder: Path, max_frames: int) -> list[np.ndarray]:
+    """A frame-folder clip (current-contract §4): the first `max_frames` image files in name order, OpenCV → RGB."""
+    try:
+        names = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)[:max_frames]
+    except OSError as exc:
+        raise DecodeError("unreadable folder", exc.strerror or str(exc)) from exc
+    frames = []
+    for path in names:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise DecodeError("a frame is not a decodable image", path.name)
+        frames.append(np.ascontiguousarray(bgr[..., ::-1]))
+    if not frames:
+        raise DecodeError("no frames")
+    if any(f.shape != frames[0].shape for f in frames):
         raise DecodeError("frames differ in size")
     return frames
 
