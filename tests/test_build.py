@@ -279,3 +279,15 @@ def test_with_embeddings_writes_base_model_and_class_copy(tmp_path):
 def test_with_embeddings_needs_a_hugging_face_classifier(tmp_path):
     with pytest.raises(UsageError, match="--with-embeddings"):
         build_detector(BuildRequest(modality="image", model="example-image", out_dir=tmp_path, with_embeddings=True, **SMALL))
+
+
+def test_confident_logits_pass_the_scaled_parity_tolerance(tmp_path):
+    """Issue 11 item 1: float32 rounding grows with the logits; a fixed 1e-4 rejected correct exports."""
+    from discriminator.export import PARITY_ATOL
+
+    result = build_detector(BuildRequest(modality="image", model=f"py:{FIXTURES}:confident", out_dir=tmp_path,
+                                         formats=("onnx",), **SMALL))
+    worst = max(result.verify.rows, key=lambda r: r.max_abs_diff)
+    assert worst.max_abs_diff > PARITY_ATOL, "the fixture no longer reproduces the rounding this test is about"
+    assert worst.max_abs_diff <= worst.tolerance and result.verify.worst_ratio <= 1
+    assert json.loads((tmp_path / "manifest.json").read_text())["parity"]["tolerance_rule"].startswith("0.0001 + 0.0001")

@@ -50,7 +50,8 @@ def test_build_writes_model_and_manifest(tmp_path):
     result = invoke("build", "video", "--height", "40", "--width", "40", "--out", str(out))
     assert result.exit_code == 0, result.output
     assert (out / "video_detector.onnx").is_file() and (out / "manifest.json").is_file()
-    assert "parity max" in result.output and "UNTRAINED HEAD" in result.output
+    assert "max |ONNX − PyTorch|" in result.output and "max |bundle − PyTorch|" in result.output
+    assert "UNTRAINED HEAD" in result.output and (out / "bundle" / "model.py").is_file()
     again = invoke("build", "video", "--height", "40", "--width", "40", "--out", str(out))
     assert again.exit_code == 1 and "--force" in again.output
 
