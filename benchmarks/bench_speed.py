@@ -14,7 +14,9 @@ data from `kit data demo` (every split, as a miner benching many variants would)
   other can use (one-threaded decoding, a model that does not scale across cores);
 * a run that fills an empty pixel cache, then a second (cached) run, and their ratio.
 
-Every figure is the best of `--repeats` runs. The scoring loop's own wall time is used
+Every figure is the best of `--repeats` runs, and the runs being compared take turns
+(defaults, then each worker count, then again), so a machine whose load drifts — other
+jobs starting or ending — favours none of them. The scoring loop's own wall time is used
 (the process start and the model load are left out; `kit bench` adds about a second).
 
     .venv/bin/python benchmarks/bench_speed.py                     # generates the demo data (~1.5 min) first
@@ -62,9 +64,12 @@ def demo_datasets(demo: Path, splits: list[str], modality: str) -> list[Dataset]
             for split in splits for d in discover_datasets(demo / split) if d.modality == modality]
 
 
-def bench(model: Path, datasets: list[Dataset], repeats: int, **options: Any) -> dict[str, Any]:
-    """results["kit"] of the fastest of `repeats` runs (every sample, nothing written)."""
-    runs = [run_bench(model, datasets, mode="full", write=False, **options).results["kit"] for _ in range(repeats)]
+def bench(model: Path, datasets: list[Dataset], **options: Any) -> dict[str, Any]:
+    """results["kit"] of one run over every sample, nothing written."""
+    return run_bench(model, datasets, mode="full", write=False, **options).results["kit"]
+
+
+def fastest(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return min(runs, key=lambda kit: kit["wall_seconds"])
 
 
@@ -95,19 +100,23 @@ def inference_alone(model: Path, batches: list[np.ndarray]) -> float:
 
 def measure(modality: str, model: Path, datasets: list[Dataset], repeats: int, cache_dir: Path) -> dict[str, Any]:
     cores = default_threads()
-    defaults = bench(model, datasets, repeats)
+    settings: dict[str, dict[str, Any]] = {"defaults": {}, **{str(w): {"decode_workers": w} for w in range(1, cores + 1)}}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in settings}
+    filling, cached, decode_runs, infer_runs = [], [], [], []
+    for _ in range(repeats):  # one round of every setting per repeat, so drifting load hits them alike
+        for name, options in settings.items():
+            runs[name].append(bench(model, datasets, **options))
+        cache_root = Path(tempfile.mkdtemp(dir=cache_dir))  # each round fills an empty cache, then reads it
+        filling.append(bench(model, datasets, pixel_cache=PixelCache(cache_root)))
+        cached.append(bench(model, datasets, pixel_cache=PixelCache(cache_root)))
+        seconds, batches = decode_alone(model, datasets, cores)
+        decode_runs.append(seconds)
+        infer_runs.append(inference_alone(model, batches))
+    defaults = fastest(runs["defaults"])
     samples = defaults["samples_handled"]
-    by_workers = {w: bench(model, datasets, repeats, decode_workers=w)["throughput_samples_per_s"] for w in range(1, cores + 1)}
-    decode_s = min(decode_alone(model, datasets, cores)[0] for _ in range(repeats))
-    _, batches = decode_alone(model, datasets, cores)
-    infer_s = min(inference_alone(model, batches) for _ in range(repeats))
-    filling, cached = [], []
-    for _ in range(repeats):  # each repeat starts from an empty cache
-        cache_root = Path(tempfile.mkdtemp(dir=cache_dir))
-        filling.append(bench(model, datasets, 1, pixel_cache=PixelCache(cache_root)))
-        cached.append(bench(model, datasets, 1, pixel_cache=PixelCache(cache_root)))
-    fill = min(filling, key=lambda kit: kit["wall_seconds"])
-    hit = min(cached, key=lambda kit: kit["wall_seconds"])
+    by_workers = {w: fastest(runs[str(w)])["throughput_samples_per_s"] for w in range(1, cores + 1)}
+    decode_s, infer_s = min(decode_runs), min(infer_runs)
+    fill, hit = fastest(filling), fastest(cached)
     assert hit["pixel_cache"]["misses"] == 0, hit["pixel_cache"]
     return {
         "modality": modality, "samples": samples, "cores": cores, "threads": defaults["threads"],
@@ -149,7 +158,7 @@ def main() -> None:
     parser.add_argument("--splits", nargs="+", default=["train", "val", "test"], help="demo splits to bench on")
     parser.add_argument("--only", choices=sorted(DETECTORS), help="one detector only")
     parser.add_argument("--size", type=int, default=224, help="model input H = W")
-    parser.add_argument("--repeats", type=int, default=1, help="each figure is the best of this many runs")
+    parser.add_argument("--repeats", type=int, default=2, help="each figure is the best of this many runs")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench_speed_") as tmp:
