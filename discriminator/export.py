@@ -172,7 +172,8 @@ def _export_failure(detector: torch.nn.Module, dummy: torch.Tensor, exporter: st
     except Exception as eager:
         return ExportError(f"the model fails in PyTorch on uint8 input {list(dummy.shape)}: {type(eager).__name__}: "
                            f"{first_line(eager)}",
-                           "it cannot take this input: set --height/--width (and --frames) to the size it was made for")
+                           "if it was made for another size, set --height/--width (and --frames) to it; otherwise fix "
+                           "its forward (KIT_DEBUG=1 shows where it fails)")
     other = "dynamo" if exporter == "torchscript" else "torchscript"
     return ExportError(f"the {exporter} exporter failed: {type(exc).__name__}: {first_line(exc)}",
                        f"try --exporter {other}, or rerun with KIT_DEBUG=1 for the full trace")

@@ -113,7 +113,8 @@ def resolve_backbone(model: str, modality: str, task: str = "auto", weights: Pat
         raise UsageError(f"'{model}' is a classifier; --task {task} needs a base model", "use hf:<base-model-id> for embeddings")
     import inspect
 
-    accepted = set(inspect.signature(entry.factory).parameters)
+    parameters = inspect.signature(entry.factory).parameters
+    accepted = set(parameters)
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise UsageError(f"'{model}' takes no option '{unknown[0]}'",
@@ -126,8 +127,9 @@ def resolve_backbone(model: str, modality: str, task: str = "auto", weights: Pat
         if not options:
             raise
         given = " ".join(f"{key}={value!r}" for key, value in options.items())
+        defaults = ", ".join(f"{name}={p.default!r}" for name, p in parameters.items() if p.default is not p.empty)
         raise UsageError(f"'{model}' cannot be built with {given} ({type(exc).__name__}: {first_line(exc)})",
-                         "check the --model-option values, e.g. channels=8,16,32,64 (comma-separated integers)") from exc
+                         f"check the --model-option values; the defaults are {defaults or 'none'}") from exc
     backbone.provenance.setdefault("source", model)
     if weights is None and entry.weights == "random init":
         backbone.notes.append(f"random weights (seeded): train with `kit train {modality} --model {model}` or pass --weights")

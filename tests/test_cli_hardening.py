@@ -68,6 +68,21 @@ def test_weights_of_another_architecture_name_the_layer_and_both_shapes(tmp_path
     assert not (tmp_path / "o").exists()
 
 
+def test_weights_folder_is_named_as_a_folder(tmp_path):
+    result = invoke("build", "image", "--weights", str(tmp_path), *SMALL, "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, 2, "is a folder, not a weights file")
+
+
+def test_forward_that_raises_is_blamed_on_the_model_not_the_exporter(tmp_path):
+    module = tmp_path / "broken_forward.py"
+    module.write_text("import torch\n\nclass Net(torch.nn.Module):\n    input_kind = 'frames'\n\n"
+                      "    def forward(self, x):\n        raise RuntimeError('forward is broken')\n\n"
+                      "def make():\n    return Net()\n")
+    result = invoke("build", "image", "--model", f"py:{module}:make", *SMALL, "--out", str(tmp_path / "o"))
+    line = assert_one_line_error(result, 1, "fails in PyTorch", "forward is broken", "fix its forward")
+    assert "--exporter" not in line
+
+
 def test_factory_that_raises_is_one_line_naming_the_factory(tmp_path):
     module = tmp_path / "raiser.py"
     module.write_text("def make():\n    raise ValueError('the config file is missing')\n")
@@ -88,7 +103,7 @@ def test_corrupt_safetensors_in_a_hugging_face_folder_is_one_line(tmp_path, vit3
 @pytest.mark.parametrize("option", ["channels=abc", "channels=8,x", "seed=[1,2]"])
 def test_bad_model_option_value_is_one_line(tmp_path, option):
     result = invoke("build", "image", "--model-option", option, *SMALL, "--out", str(tmp_path / "o"))
-    assert_one_line_error(result, 2, "example-image", option.split("=")[0], "--model-option")
+    assert_one_line_error(result, 2, "example-image", option.split("=")[0], "--model-option", "defaults are channels=")
 
 
 def test_huge_size_is_refused_before_anything_is_allocated(tmp_path):

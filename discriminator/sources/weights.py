@@ -12,6 +12,9 @@ from discriminator.errors import InputError, first_line
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"--weights {path} is a folder, not a weights file",
+                         "pass the .safetensors or torch file inside it (a `kit train` folder goes to --model instead)")
     if not path.is_file():
         raise InputError(f"weights file {path} does not exist", "check the --weights path")
     try:
