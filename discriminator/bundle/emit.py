@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import copy
-import hashlib
 import json
 import pprint
 import re
@@ -54,14 +53,6 @@ class EmittedBundle:
     files: dict[str, str]
     dtype: str
     size_bytes: int
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # -- recipes ---------------------------------------------------------------------------------------------------
@@ -221,6 +212,8 @@ def write_bundle(detector: Any, backbone: Backbone, spec: DetectorSpec, director
     torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
     stored = copy.deepcopy(detector).to(torch_dtype) if dtype != "float32" else detector
     save_model(stored, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "sn34_kit.spec": spec.to_json()})
-    files = {name: _sha256(directory / name) for name in BUNDLE_FILES}
+    from discriminator.build import sha256_file
+
+    files = {name: sha256_file(directory / name) for name in BUNDLE_FILES}
     size = sum((directory / name).stat().st_size for name in BUNDLE_FILES)
     return EmittedBundle(directory=directory, files=files, dtype=dtype, size_bytes=size)
