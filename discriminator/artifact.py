@@ -87,16 +87,9 @@ class Artifact:
         """The ONNX file on disk, when there is one (not for zips)."""
         return self.location / self.onnx_name if self.location is not None else None
 
-    @property
-    def label(self) -> str:
-        """How to name this artifact to a person: the path, and the member or folder inside it."""
-        if self.container == "build-dir":
-            return f"{self.source} ({self.format})"
-        return str(self.source)
-
     def _require(self, fmt: str) -> None:
         if self.format != fmt:
-            raise UsageError(f"{self.source} is a {self.format}, not an {fmt} model",
+            raise UsageError(f"{self.source} holds a {self.format} model, not {fmt}",
                              f"pass --format {fmt} (a build folder holding both), or point at the {fmt} model")
 
     @contextmanager
@@ -219,6 +212,8 @@ def formats_in(path: Path | str) -> tuple[str, ...]:
     """The formats `path` holds, in FORMATS order (a build folder may hold both); reads no model bytes."""
     path = Path(path)
     if not path.is_dir():
+        if path.is_file() and zipfile.is_zipfile(path):
+            return (sniff_zip_format(path, list(read_zip_members(path))),)
         return (load_artifact(path).format,)
     manifest = _manifest_of(path)
     found = []

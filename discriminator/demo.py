@@ -24,25 +24,29 @@ from rich.console import Console
 
 console = Console(highlight=False, soft_wrap=True)
 
-#: What the demo promises on its own test split (issue: accuracy ≥ 0.90, sn34 ≥ 0.70).
-TARGETS = {"accuracy": 0.90, "sn34": 0.70}
+#: What the demo promises on its own test split (issue 10: accuracy ≥ 0.90, binary sn34 ≥ 0.70, on any machine and seed).
+TARGETS = {"accuracy": 0.90, "binary sn34": 0.70}
+#: Reported next to the targets: the 3-class reading the network scores today (aim, not a gate).
+MULTICLASS_AIM = 0.60
 
 
-def train_args(modality: str, data: Path, out: Path) -> list[str]:
-    """The `kit train` command line for the demo preset (discriminator.train.presets, the one source of the settings)."""
+def train_args(modality: str, data: Path, out: Path, seed: int = 0) -> list[str]:
+    """The `kit train` command line for the demo preset (discriminator.train.presets, the one source of the settings).
+
+    `seed` seeds the example network's initial weights (its `seed` option) and the shuffling and flips."""
     from discriminator.train.presets import DEMO_PRESETS
 
     preset = DEMO_PRESETS[modality]
     args = ["train", modality, "--data", str(data / "train"), "--val", str(data / "val"), "--model", preset["model"]]
-    for key, value in preset.get("source_options", {}).items():
+    for key, value in {**preset.get("source_options", {}), "seed": seed}.items():
         text = ",".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
         args += ["--model-option", f"{key}={text}"]
-    flags = {"height": "--height", "width": "--width", "mode": "--mode", "epochs": "--epochs",
-             "batch_size": "--batch-size", "learning_rate": "--lr"}
+    flags = {"height": "--height", "width": "--width", "native_frames": "--native-frames", "mode": "--mode",
+             "epochs": "--epochs", "batch_size": "--batch-size", "learning_rate": "--lr"}
     for key, flag in flags.items():
         if key in preset:
             args += [flag, str(preset[key])]
-    return args + ["--seed", "0", "--out", str(out), "--force"]
+    return args + ["--seed", str(seed), "--out", str(out), "--force"]
 
 
 def run_kit(args: list[str]) -> None:
@@ -61,10 +65,20 @@ def run_kit(args: list[str]) -> None:
     console.print(f"[dim]  ({time.perf_counter() - started:.1f} s)[/]")
 
 
+def artifacts(modality: str, run_dir: Path, build_dir: Path, results_dir: Path) -> str:
+    """Where each artifact of the demo is (or would be), one per line, marked when it was not written."""
+    rows = [("checkpoint", run_dir, ""), ("model", build_dir / "bundle", f" (and its ONNX twin {build_dir}/{modality}_detector.onnx)"),
+            ("submission", build_dir / f"{modality}_bundle.zip", " (+ .json record) — push this one"),
+            ("ONNX twin", build_dir / f"{modality}_detector.zip", " (+ .json record)"), ("bench", results_dir, "")]
+    return "\n".join(f"  {label:<11} {path}{'/' if path.suffix == '' else ''}{note}" + ("" if path.exists() else "  [dim](not written)[/]")
+                     for label, path, note in rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the SN34 kit end to end on generated demo data.")
     parser.add_argument("modality", choices=["video", "image"], nargs="?", default="video")
     parser.add_argument("--data", type=Path, default=Path("demo_data"))
+    parser.add_argument("--seed", type=int, default=0, help="training seed: initial weights, shuffling, flips (the data stays seed 0)")
     parser.add_argument("--fresh", action="store_true", help="regenerate the demo data even if it exists")
     args = parser.parse_args(argv)
     modality = args.modality
@@ -72,33 +86,43 @@ def main(argv: list[str] | None = None) -> int:
     run_dir, build_dir, results_dir = Path("runs") / name, Path("submissions") / name, Path("results") / name
     started = time.perf_counter()
 
-    data_ready = (args.data / "train").is_dir() and (args.data / "test").is_dir() and not args.fresh
-    if data_ready:
-        console.print(f"reusing demo data in {args.data}/ (pass --fresh, or delete it, to regenerate)")
-    else:
-        run_kit(["data", "demo", "--out", str(args.data), "--seed", "0", "--size", "small", "--force"])
-    run_kit(train_args(modality, args.data, run_dir))
-    run_kit(["build", modality, "--model", str(run_dir), "--name", name, "--out", str(build_dir), "--force"])
-    run_kit(["check", str(build_dir)])
-    run_kit(["bench", str(build_dir), "--data", str(args.data / "test"), "--mode", "full",
-             "--out", str(results_dir), "--force"])
-    run_kit(["package", str(build_dir), "--force"])  # the bundle: what the network takes today
-    run_kit(["package", str(build_dir), "--format", "onnx", "--force"])  # its ONNX twin, for the ONNX-era profile
+    try:
+        from discriminator.demo_data.generate import is_complete
+
+        if is_complete(args.data) and not args.fresh:
+            console.print(f"reusing demo data in {args.data}/ (pass --fresh, or delete it, to regenerate)")
+        else:
+            run_kit(["data", "demo", "--out", str(args.data), "--seed", "0", "--size", "small", "--force"])
+        run_kit(train_args(modality, args.data, run_dir, args.seed))
+        run_kit(["build", modality, "--model", str(run_dir), "--name", name, "--out", str(build_dir), "--force"])
+        run_kit(["check", str(build_dir)])
+        run_kit(["bench", str(build_dir), "--data", str(args.data / "test"), "--mode", "full",
+                 "--out", str(results_dir), "--force"])
+        run_kit(["package", str(build_dir), "--force"])  # the bundle: what the network takes today
+        run_kit(["package", str(build_dir), "--format", "onnx", "--force"])  # its ONNX twin, for the ONNX-era profile
+    except SystemExit:
+        console.print(artifacts(modality, run_dir, build_dir, results_dir))
+        raise
 
     results = json.loads((results_dir / "results.json").read_text())["results"]
-    figures = {"accuracy": results["accuracy"], "sn34": results["sn34_score"]}
-    console.print(f"\n[bold]demo ({modality}) finished in {time.perf_counter() - started:.0f} s[/]")
+    figures = {"accuracy": results["accuracy"], "binary sn34": results.get("binary_sn34_score", results["sn34_score"])}
+    multiclass = results.get("multiclass_sn34_score")
+    console.print(f"\n[bold]demo ({modality}, seed {args.seed}) finished in {time.perf_counter() - started:.0f} s[/]")
     missed = []
     for key, target in TARGETS.items():
         value = figures[key]
         ok = value is not None and value >= target
-        missed += [] if ok else [key]
+        missed += [] if ok else [f"{key} {value:.3f} is {target - value:.3f} short of {target}"]
         console.print(f"  {'[green]✓[/]' if ok else '[red]✗[/]'} {key} on the test split: {value:.3f} (target ≥ {target})")
-    console.print(f"  checkpoint  {run_dir}/\n  model       {build_dir}/bundle/ (and its ONNX twin {build_dir}/{modality}_detector.onnx)\n"
-                  f"  submission  {build_dir}/{modality}_bundle.zip (+ .json record) — push this one\n"
-                  f"  ONNX twin   {build_dir}/{modality}_detector.zip (+ .json record)\n  bench       {results_dir}/")
+    if multiclass is not None:
+        console.print(f"  {'·' if multiclass >= MULTICLASS_AIM else '[yellow]![/]'} multiclass sn34 on the test split: "
+                      f"{multiclass:.3f} (aim ≥ {MULTICLASS_AIM}; the network's 3-class reading)")
+    console.print(artifacts(modality, run_dir, build_dir, results_dir))
     if missed:
-        console.print(f"[bold red]the demo model missed its target on: {', '.join(missed)}[/]")
+        console.print(f"[bold red]the demo model missed its target: {'; '.join(missed)}[/]")
+        console.print(f"  try: another training seed (`make demo{'-image' if modality == 'image' else ''} SEED=1`), more epochs "
+                      f"(`kit train … --epochs 24`, the rest of the command as printed above), or more data "
+                      f"(`kit data demo --size medium`); the per-epoch validation lines above show whether it was still improving")
         return 1
     return 0
 

@@ -93,10 +93,15 @@ def resolve_backbone(model: str, modality: str, task: str = "auto", weights: Pat
     """Turn the `--model` string into a Backbone; also return the spec defaults the source implies."""
     options = dict(options or {})
     if model.startswith("hf:"):
-        from discriminator.sources.huggingface import config_size, load_hf_backbone
+        from discriminator.sources.huggingface import load_hf_backbone
 
         backbone = load_hf_backbone(model[3:], modality=modality, task=task, **options)
-        return apply_weights(backbone, weights), config_size(backbone.module)
+        size = backbone.provenance.get("input_size")
+        if not size:
+            return apply_weights(backbone, weights), {}
+        backbone.notes.append(f"input {size[0]}×{size[1]} unless --height/--width say otherwise "
+                              f"(from {backbone.provenance['input_size_from']})")
+        return apply_weights(backbone, weights), {"height": size[0], "width": size[1]}
     if model.startswith("py:"):
         from discriminator.sources.python import load_python_backbone
 

@@ -31,8 +31,11 @@ from discriminator.errors import UsageError
 from discriminator.spec import DetectorSpec
 from validator_sim.bundle_runtime import BATCH_SIZES, BundleError, BundleWorker
 
-#: Seconds the bundle may take to import and load, and then to answer each batch, before the check gives up on it.
-DEFAULT_TIME_LIMIT_S = 300.0
+#: Seconds one batch may take before the bundle is called hung (`--time-limit`).
+DEFAULT_TIME_LIMIT_S = 120.0
+#: Seconds the worker may take to start, import model.py and run load_model (at least the batch limit):
+#: torch's own import takes seconds on a busy machine, so loading gets more room than a batch.
+LOAD_TIME_LIMIT_S = 300.0
 
 
 @dataclass
@@ -102,19 +105,7 @@ class BundleContext:
 
     @cached_property
     def modality(self) -> str | None:
-        """--modality, else the kit spec's, else model_config.yaml's `modality`, else video when it sets num_frames."""
-        if self.requested_modality:
-            return self.requested_modality
-        if self.spec is not None:
-            return self.spec.modality
-        raw, _ = self.raw_config
-        written = (raw or {}).get("modality")
-        if written in ("image", "video"):
-            return written
-        preprocessing = self.section("preprocessing")
-        if "num_frames" in preprocessing or "max_frames" in preprocessing:
-            return "video"
-        return None
+        return bundle_modality(self.artifact, self.requested_modality)
 
     def require_modality(self) -> str:
         if self.modality is None:
@@ -180,10 +171,14 @@ class BundleContext:
             self._load_tried = True
             try:
                 self._worker = BundleWorker(self.folder, self.require_modality(), device="cpu",
-                                            load_timeout_s=self.time_limit_s, threads=self.threads)
+                                            load_timeout_s=self.load_limit_s, threads=self.threads)
             except BundleError as exc:
                 self._load_error = exc
         return self._worker, self._load_error
+
+    @property
+    def load_limit_s(self) -> float:
+        return max(LOAD_TIME_LIMIT_S, self.time_limit_s)
 
     @property
     def loaded_info(self) -> dict[str, Any] | None:
@@ -238,10 +233,32 @@ class BundleContext:
             self._worker = None
 
 
-def describe_load_error(error: BundleError, time_limit_s: float) -> str:
+def bundle_modality(artifact: Artifact, requested: str | None = None) -> str | None:
+    """--modality, else the kit spec's, else model_config.yaml's `modality`, else video when it sets num_frames."""
+    import yaml
+
+    if requested:
+        return requested
+    if artifact.spec is not None:
+        return artifact.spec.modality
+    try:
+        raw = yaml.safe_load((artifact.members.get(BUNDLE_CONFIG) or b"").decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return None
+    if not isinstance(raw, dict):
+        return None
+    if raw.get("modality") in ("image", "video"):
+        return raw["modality"]
+    preprocessing = raw.get("preprocessing")
+    if isinstance(preprocessing, dict) and ("num_frames" in preprocessing or "max_frames" in preprocessing):
+        return "video"
+    return None
+
+
+def describe_load_error(error: BundleError, limit_s: float) -> str:
     """One line for a failed load: the stage, what went wrong, and the traceback's last line when it adds something."""
     if error.stage == "timeout":
-        return f"timed out: {error.message} ({time_limit_s:g} s limit; model.py hangs, or pass a larger --time-limit)"
+        return f"timed out: {error.message} ({limit_s:g} s limit; model.py hangs, or pass a larger --time-limit)"
     return f"{error.stage}: {error.message}" + _last_line(error.detail, error.message)
 
 

@@ -451,13 +451,13 @@ def check_stale_package(ctx: CheckContext) -> Finding:
 
     if ctx.artifact.container == "zip":
         return skipped("a zip is checked as it is")
-    folder = package_dir_for(ctx.artifact)
-    states = [s for s in package_states(folder) if s.stale and s.format in (None, ctx.artifact.format)]
+    found = package_states(package_dir_for(ctx.artifact))
+    states = [s for s in found if s.stale and s.format in (None, ctx.artifact.format)]
     if states:
         first = states[0]
         more = f" (+{len(states) - 1} more)" if len(states) > 1 else ""
         return problem(f"{first.zip_path} does not hold this model: {first.stale}{more}", len(states))
-    current = [s for s in package_states(folder) if s.format == ctx.artifact.format]
+    current = [s for s in found if s.format == ctx.artifact.format]
     if current:
         return passed(f"{current[0].zip_path.name} holds this model", current[0].zip_path.name)
     return passed("no earlier submission zip beside the model")

@@ -148,10 +148,9 @@ def run_checks(path: Path | str, format: str | None = None, **options: Any) -> l
 def expected_modality(artifact: Artifact, requested: str | None = None) -> str | None:
     """The modality a check of `artifact` will use, found without running anything (None when the model says nothing)."""
     if artifact.format == "bundle":
-        from discriminator.check.bundle_context import BundleContext
+        from discriminator.check.bundle_context import bundle_modality
 
-        return BundleContext(artifact=artifact, folder=artifact.location or Path("."), threads=1,
-                             requested_modality=requested).modality
+        return bundle_modality(artifact, requested)
     return CheckContext(artifact=artifact, ort_min=min(ORT_LIMITS), threads=1, requested_modality=requested).modality
 
 

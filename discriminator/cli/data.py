@@ -27,16 +27,20 @@ data_app = typer.Typer(
 def demo_command(
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write train/, val/, test/ and README.txt into."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same files (byte for byte on one machine)."),
-    size: str = typer.Option("small", "--size", help="small (under a minute on 2 cores; enough for the demo), medium (larger), or tiny (smoke tests)."),
+    size: str = typer.Option("small", "--size", help="small (1–1.5 min on 2 cores; enough for the demo), medium (about 4× the samples), or tiny (smoke tests)."),
     modality: str = typer.Option("both", "--modality", "-m", help="image, video or both."),
     workers: int = typer.Option(0, "--workers", help="Processes drawing samples; 0 = one per CPU core. The files do not depend on it."),
     force: bool = typer.Option(False, "--force", help="Replace demo data already in --out."),
 ) -> None:
     """Generate the built-in demo data: real, synthetic and semisynthetic images and videos in every format the validator reads."""
     from discriminator.demo_data import generate_demo_data
-    from discriminator.demo_data.generate import MEDIA_TYPES, MODALITY_CHOICES, SPLITS
+    from discriminator.demo_data.generate import INCOMPLETE_MARKER, MEDIA_TYPES, MODALITY_CHOICES, SPLITS
 
-    summary = generate_demo_data(out, seed=seed, size=size, modality=modality, force=force, workers=workers)
+    try:
+        summary = generate_demo_data(out, seed=seed, size=size, modality=modality, force=force, workers=workers)
+    except KeyboardInterrupt:
+        raise KitError(f"interrupted: the splits in {out} are partial (marked by {out / INCOMPLETE_MARKER})",
+                       f"regenerate with `kit data demo --out {out} --force`", exit_code=130) from None
 
     table = Table(title=f"Demo data in {out} (seed {seed}, size {size})")
     table.add_column("split")

@@ -29,7 +29,7 @@ def package_command(
     modality: Optional[str] = typer.Option(None, "--modality", "-m", help="image or video (default: the spec's, else from the model)."),
     ort_min: str = typer.Option("1.22", "--ort-min", help="The validators' onnxruntime version (ONNX only)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="intra-op threads for the latency figure."),
-    time_limit: float = typer.Option(300.0, "--time-limit", min=1.0, help=TIME_LIMIT_HELP),
+    time_limit: float = typer.Option(120.0, "--time-limit", min=1.0, help=TIME_LIMIT_HELP),
 ) -> None:
     """Run `kit check`, refuse on any failure (warnings never block), then write the zip and its .json record."""
     from discriminator.check import BUNDLE_RULES, RULES

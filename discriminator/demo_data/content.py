@@ -36,7 +36,8 @@ class TraceRanges:
 
     sensor_noise_sigma: tuple[float, float]  # real: per-pixel Gaussian noise, grey levels
     smoothing_sigma: tuple[float, float]  # synthetic: Gaussian blur before the trace, pixels
-    periods: tuple[int, ...]  # synthetic: tile period in source pixels
+    periods: tuple[int, ...]  # synthetic images: tile period in source pixels
+    clip_periods: tuple[int, ...]  # synthetic clips: tile period in source pixels (latent-VAE-like 8–16 px grids)
     tile_amplitude: tuple[float, float]  # synthetic: tile standard deviation, grey levels
     flicker_gain: tuple[float, float]  # synthetic clips: std of the per-frame gain
     pasted_area: tuple[float, float]  # semisynthetic: share of the picture that is generated
@@ -46,6 +47,7 @@ TRACE = TraceRanges(
     sensor_noise_sigma=(4.0, 8.0),
     smoothing_sigma=(0.6, 1.2),
     periods=(4, 6, 8),
+    clip_periods=(8, 12, 16),
     tile_amplitude=(10.0, 16.0),
     flicker_gain=(0.03, 0.06),
     pasted_area=(0.30, 0.60),
@@ -84,9 +86,9 @@ def scene(rng: np.random.Generator, height: int, width: int) -> Frame:
     return cv2.resize(picture, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def generator_tile(rng: np.random.Generator) -> np.ndarray:
-    """One generator's fingerprint: a zero-mean P×P tile with unit standard deviation."""
-    period = int(rng.choice(TRACE.periods))
+def generator_tile(rng: np.random.Generator, periods: tuple[int, ...] = TRACE.periods) -> np.ndarray:
+    """One generator's fingerprint: a zero-mean P×P tile with unit standard deviation, P drawn from `periods`."""
+    period = int(rng.choice(periods))
     tile = rng.normal(0.0, 1.0, size=(period, period)).astype(np.float32)
     tile -= tile.mean()
     return tile / max(float(tile.std()), 1e-6)
@@ -182,7 +184,7 @@ def clip(rng: np.random.Generator, media_type: str, height: int, width: int, fra
     if media_type not in ("real", "synthetic", "semisynthetic"):
         raise ValueError(f"unknown media type {media_type!r}")
     noise_sigma = rng.uniform(*TRACE.sensor_noise_sigma)
-    pattern = tiled(generator_tile(rng), height, width)
+    pattern = tiled(generator_tile(rng, TRACE.clip_periods), height, width)
     smoothing, amplitude = rng.uniform(*TRACE.smoothing_sigma), rng.uniform(*TRACE.tile_amplitude)
     camera = _CameraPath(rng, height, width, frames, smoothing if media_type == "synthetic" else 0.0)
     flicker = rng.uniform(*TRACE.flicker_gain)

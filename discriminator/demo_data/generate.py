@@ -38,6 +38,10 @@ from discriminator.demo_data.sources import write_dataset
 from discriminator.errors import OutputExistsError, UsageError
 
 SPLITS = ("train", "val", "test")
+#: Bumped when the same seed and size would give different samples; a demo reuses only data of this version.
+DATA_VERSION = 2
+#: Written first and removed last: its presence says a run was stopped and the splits are partial.
+INCOMPLETE_MARKER = "INCOMPLETE"
 MEDIA_TYPES = ("real", "synthetic", "semisynthetic")
 MODALITIES = ("image", "video")
 MODALITY_CHOICES = {"image": ("image",), "video": ("video",), "both": MODALITIES}
@@ -58,7 +62,7 @@ class SizePreset:
 SIZES = {
     "tiny": SizePreset({"train": 16, "val": 16, "test": 16}, {"train": 10, "val": 10, "test": 10},
                        "every dataset, format and edge case once or twice; for smoke tests"),
-    "small": SizePreset({"train": 120, "val": 40, "test": 40}, {"train": 48, "val": 30, "test": 30},
+    "small": SizePreset({"train": 120, "val": 40, "test": 40}, {"train": 64, "val": 30, "test": 30},
                         "enough to train and bench the demo detectors in minutes"),
     "medium": SizePreset({"train": 400, "val": 100, "test": 100}, {"train": 160, "val": 60, "test": 60},
                          "steadier metrics; a few minutes to generate"),
@@ -227,6 +231,9 @@ def generate_demo_data(out: Path, seed: int = 0, size: str = "small", modality: 
         for index in _dataset_indices(preset, split, dataset)
     ]
     started = time.perf_counter()
+    marker = out / INCOMPLETE_MARKER
+    marker.write_text("`kit data demo` was stopped before it finished: the splits here are partial.\n"
+                      "Regenerate with `kit data demo --out <this folder> --force`.\n", encoding="utf-8")
     with _progress(show_progress) as progress, _sample_pool(workers or os.cpu_count() or 1) as pool_map:
         task = progress.add_task("demo data", total=len(jobs))
         samples = zip(jobs, pool_map(make_sample, jobs))
@@ -244,7 +251,15 @@ def generate_demo_data(out: Path, seed: int = 0, size: str = "small", modality: 
     for split in SPLITS:
         _write_split_yaml(summary, split)
     (out / "README.txt").write_text(readme_text(summary), encoding="utf-8")
+    marker.unlink()
     return summary
+
+
+def is_complete(out: Path) -> bool:
+    """Whether `out` holds a finished `kit data demo` run of this version (README written, no INCOMPLETE marker)."""
+    readme = Path(out) / "README.txt"
+    return (readme.is_file() and not (Path(out) / INCOMPLETE_MARKER).exists()
+            and f"demo data version {DATA_VERSION}" in readme.read_text(encoding="utf-8"))
 
 
 @contextlib.contextmanager
@@ -269,7 +284,7 @@ def _choice(option: str, value: str, table: dict) -> object:
 def _clear_previous(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file", "give a folder to write the demo data into")
-    ours = [out / name for name in (*SPLITS, "README.txt")]
+    ours = [out / name for name in (*SPLITS, "README.txt", INCOMPLETE_MARKER)]
     existing = [path for path in ours if path.exists()]
     if existing and not force:
         raise OutputExistsError(existing[0])
@@ -382,7 +397,8 @@ def readme_text(summary: DemoDataSummary) -> str:
     """A plain-text summary of the counts, for people who open the folder."""
     lines = [
         "SN34 kit demo data",
-        f"written by `kit data demo --seed {summary.seed} --size {summary.size} --modality {summary.modality}`",
+        f"written by `kit data demo --seed {summary.seed} --size {summary.size} --modality {summary.modality}`"
+        f" (demo data version {DATA_VERSION})",
         "",
         "Generated media, not real photos or videos: 'real' = smooth scenes with sensor noise,",
         "'synthetic' = the same scenes over-smoothed with a periodic generator trace (and flicker in clips),",

@@ -86,34 +86,48 @@ def _pretrained_kwargs(ref: str) -> dict[str, Any]:
     return {"pretrained_model_name_or_path": ref}
 
 
-def _normalisation(ref: str | None, kwargs: dict[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...], str]:
-    """mean/std from the checkpoint's preprocessor_config.json; ImageNet values when it has none."""
-    if ref is not None:
-        try:
-            from transformers.utils import cached_file
+def _preprocessor_config(ref: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's preprocessor_config.json, parsed; {} when it has none (or for a config object)."""
+    if ref is None:
+        return {}
+    try:
+        from transformers.utils import cached_file
 
-            found = cached_file(kwargs["pretrained_model_name_or_path"], "preprocessor_config.json",
-                                local_files_only=kwargs.get("local_files_only", False),
-                                _raise_exceptions_for_missing_entries=False)
-            if found:
-                config = json.loads(Path(found).read_text())
-                if "image_mean" in config and "image_std" in config:
-                    return tuple(config["image_mean"]), tuple(config["image_std"]), "preprocessor_config.json"
-        except (OSError, ValueError):
-            pass
+        found = cached_file(kwargs["pretrained_model_name_or_path"], "preprocessor_config.json",
+                            local_files_only=kwargs.get("local_files_only", False),
+                            _raise_exceptions_for_missing_entries=False)
+        return json.loads(Path(found).read_text()) if found else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _normalisation(preprocessor: dict[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...], str]:
+    """mean/std from the checkpoint's preprocessor_config.json; ImageNet values when it has none."""
+    if "image_mean" in preprocessor and "image_std" in preprocessor:
+        return tuple(preprocessor["image_mean"]), tuple(preprocessor["image_std"]), "preprocessor_config.json"
     return IMAGENET_MEAN, IMAGENET_STD, "ImageNet defaults (no preprocessor_config.json)"
 
 
-def config_size(module: nn.Module) -> dict[str, int]:
-    """The height/width in a loaded model's config (`image_size`: what a ViT's position embeddings are made for),
-    as spec defaults; {} for models without one (convolutional nets take any size)."""
-    config = getattr(module, "config", None) or getattr(getattr(module, "base", None), "config", None)
-    size = getattr(config, "image_size", None)
-    if isinstance(size, int):
-        return {"height": size, "width": size}
-    if isinstance(size, (list, tuple)) and len(size) == 2:
-        return {"height": int(size[0]), "width": int(size[1])}
-    return {}
+def _pair(value: Any) -> tuple[int, int] | None:
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, dict) and "height" in value and "width" in value:
+        return int(value["height"]), int(value["width"])
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return int(value[0]), int(value[1])
+    return None  # e.g. {"shortest_edge": 256}: a resize rule, not a fixed size
+
+
+def native_size(config: Any, preprocessor: dict[str, Any]) -> tuple[tuple[int, int] | None, str]:
+    """The H×W the checkpoint is fed at inference, and where that was read: the preprocessor's crop, else its fixed
+    size, else the config's image_size (what a ViT's position embeddings are made for); None for models with none
+    (convolutional nets take any size)."""
+    for key in ("crop_size", "size"):
+        size = _pair(preprocessor.get(key))
+        if size:
+            return size, f"preprocessor_config.json {key}"
+    size = _pair(getattr(config, "image_size", None))
+    return (size, "config.json image_size") if size else (None, "")
 
 
 def _require_pixel_model(config: Any, ref: str | None) -> None:
@@ -208,8 +222,14 @@ def load_hf_backbone(ref: str | None, modality: str, task: str = "auto", config:
             notes.append("linear head on the pooled embedding (random until trained)")
     else:
         module = _instantiate(AutoModel, kwargs, config, ref)
-    mean, std, norm_from = _normalisation(ref, kwargs)
+    preprocessor = _preprocessor_config(ref, kwargs)
+    mean, std, norm_from = _normalisation(preprocessor)
     notes.append(f"normalisation from {norm_from}")
+    size, size_from = native_size(config, preprocessor)
+    provenance = {"source": f"hf:{ref}" if ref else f"hf-config:{model_type}", "model_type": model_type,
+                  "architecture": type(module).__name__}
+    if size:
+        provenance.update(input_size=list(size), input_size_from=size_from)
     native = getattr(config, VIDEO_MODEL_TYPES[model_type]) if is_clip else None
     return Backbone(
         module=module.eval(),
@@ -222,6 +242,5 @@ def load_hf_backbone(ref: str | None, modality: str, task: str = "auto", config:
         head_trained=head_trained,
         description=f"Hugging Face {type(module).__name__} ({model_type})",
         notes=notes,
-        provenance={"source": f"hf:{ref}" if ref else f"hf-config:{model_type}", "model_type": model_type,
-                    "architecture": type(module).__name__},
+        provenance=provenance,
     )

@@ -13,6 +13,8 @@ Two scorings, as the network uses them (../shared/docs/current-contract.md §5):
   semisynthetic (a 2-logit head zero-padded, a single logit → [1 − p, p, 0]),
   Gorodkin's R_K on the argmax, Brier = mean Σ_k (p_k − onehot_k)² (B0 = 2/3).
 
+Both are computed by `validator_sim.metrics` (`score_samples`), the functions `kit bench` scores with.
+
 `fit_temperature` minimises the Brier of the scoring asked for (the profile's own:
 multiclass under `current`, binary under `onnx-2026-02`), not a proxy such as the
 NLL, because that Brier is the number sn34 reads. The search is a golden-section
@@ -30,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from validator_sim.metrics import BRIER_EXPONENT, MCC_EXPONENT, SCORE_FLOOR_SQUARED, compute_metrics, decide_with_probs
+from validator_sim.metrics import MULTICLASS_K, compute_metrics, decide_with_probs, project_probs, score_samples
 from validator_sim.plots import RELIABILITY_BINS, reliability_bins
 from validator_sim.profiles import DEFAULT_PROFILE, Profile, get_profile
 
@@ -38,17 +40,12 @@ from validator_sim.profiles import DEFAULT_PROFILE, Profile, get_profile
 LOG_T_LIMIT = math.log(50.0)
 SEARCH_ITERATIONS = 60
 GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
-#: Classes the network scores image and video with: real 0, synthetic 1, semisynthetic 2.
-SCORED_CLASSES = 3
 SCORINGS = ("binary", "multiclass")
-#: The scoring each profile's rounds use (contract §5: multiclass today, binary in the ONNX era).
-PROFILE_SCORING = {"current": "multiclass", "onnx-2026-02": "binary"}
 
 
 def profile_scoring(profile: Profile | str) -> str:
-    """'multiclass' or 'binary': how rounds under `profile` score image and video."""
-    name = profile.name if isinstance(profile, Profile) else get_profile(profile).name
-    return PROFILE_SCORING.get(name, "binary")
+    """'multiclass' or 'binary': the sn34 rounds under `profile` read (its `default_scoring`)."""
+    return (get_profile(profile) if isinstance(profile, str) else profile).default_scoring
 
 
 @dataclass(frozen=True)
@@ -112,54 +109,21 @@ def expected_calibration_error(binary_labels: np.ndarray, probabilities: np.ndar
     return float(sum(row["count"] * abs(row["mean_p"] - row["observed"]) for row in rows) / labels.size)
 
 
-def multiclass_probabilities(logits: np.ndarray, classes: int = SCORED_CLASSES) -> np.ndarray:
-    """Per-sample probabilities projected onto `classes` (contract §5): softmax (sigmoid for one logit),
-    zero-padded when the head is narrower, truncated when wider (the extra mass is lost)."""
-    z = np.asarray(logits, dtype=np.float64)
-    if z.shape[1] == 1:
-        p = 1.0 / (1.0 + np.exp(-z[:, 0]))
-        probs = np.stack([1.0 - p, p], axis=1)
-    else:
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        probs = e / e.sum(axis=1, keepdims=True)
-    if probs.shape[1] < classes:
-        probs = np.pad(probs, ((0, 0), (0, classes - probs.shape[1])))
-    return probs[:, :classes]
-
-
-def gorodkin_rk(labels: np.ndarray, preds: np.ndarray, classes: int = SCORED_CLASSES) -> float:
-    """Gorodkin's multiclass MCC R_K from the confusion matrix; 0.0 when a denominator term is 0."""
-    confusion = np.zeros((classes, classes), dtype=np.float64)
-    np.add.at(confusion, (np.asarray(labels, dtype=np.int64), np.asarray(preds, dtype=np.int64)), 1.0)
-    n = confusion.sum()
-    true_counts, predicted_counts = confusion.sum(axis=1), confusion.sum(axis=0)
-    denominator = math.sqrt((n * n - float(predicted_counts @ predicted_counts)) * (n * n - float(true_counts @ true_counts)))
-    if denominator == 0:
-        return 0.0
-    return float((n * np.trace(confusion) - float(true_counts @ predicted_counts)) / denominator)
-
-
-def multiclass_brier(labels: np.ndarray, probabilities: np.ndarray) -> float:
-    """mean over samples of Σ_k (p_k − onehot_k)²; the baseline (K − 1)/K when empty."""
-    labels = np.asarray(labels, dtype=np.int64)
-    classes = probabilities.shape[1]
-    if labels.size == 0:
-        return (classes - 1) / classes
-    onehot = np.eye(classes)[labels]
-    return float(np.mean(np.sum((probabilities - onehot) ** 2, axis=1)))
-
-
-def sn34_from(mcc: float, brier_score: float, baseline: float) -> float:
-    """sqrt(max(1e-12, m·b)) with m = clip((MCC + 1)/2, 0, 1)^1.2, b = max(0, (B0 − Brier)/B0)^1.8."""
-    m = min(1.0, max(0.0, (mcc + 1) / 2)) ** MCC_EXPONENT
-    calibration = (baseline - brier_score) / baseline
-    b = calibration ** BRIER_EXPONENT if calibration > 0 else 0.0
-    return min(1.0, max(0.0, math.sqrt(max(SCORE_FLOOR_SQUARED, m * b))))
+def multiclass_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """`validator_sim.metrics.project_probs` for a whole `[N, K ≥ 2]` batch of logits / T, vectorised for the
+    temperature search: softmax, zero-padded to 3 classes when narrower, truncated when wider."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    probs = e / e.sum(axis=1, keepdims=True)
+    if probs.shape[1] < MULTICLASS_K:
+        probs = np.pad(probs, ((0, 0), (0, MULTICLASS_K - probs.shape[1])))
+    return probs[:, :MULTICLASS_K]
 
 
 def score_logits(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0,
                  profile: Profile | str = DEFAULT_PROFILE) -> ScoreCard:
-    """What the validator would score for these logits once the graph divides them by `temperature`.
+    """What the validator would score for these logits once the graph divides them by `temperature`, under
+    both scorings (`validator_sim.metrics`, the functions `kit bench` scores with).
 
     `labels` are the media types (0 real, 1 synthetic, 2 semisynthetic); binary labels (0/1) work too.
     """
@@ -167,14 +131,12 @@ def score_logits(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.
     media = np.asarray(labels, dtype=np.int64)
     binary_labels = (media > 0).astype(np.int64)
     scaled = np.asarray(logits, dtype=np.float32) / np.float32(temperature)  # float32, as in the graph
-    decisions = [decide_with_probs(row, profile)[:2] for row in scaled]
+    decisions = [decide_with_probs(row, profile) for row in scaled]
     preds = [d[0] for d in decisions]
     probabilities = np.asarray([d[1] for d in decisions], dtype=np.float64)
+    projected = np.asarray([project_probs(d[2], d[1]) for d in decisions], dtype=np.float64).reshape(-1, MULTICLASS_K)
     metrics = compute_metrics(binary_labels, preds, probabilities)
-    projected = multiclass_probabilities(scaled)
-    predicted_class = projected.argmax(axis=1)
-    rk = gorodkin_rk(media, predicted_class)
-    mc_brier = multiclass_brier(media, projected)
+    both = score_samples(binary_labels, preds, probabilities, media, projected)
     return ScoreCard(
         temperature=float(temperature),
         accuracy=metrics["accuracy"],
@@ -183,17 +145,18 @@ def score_logits(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.
         cross_entropy=metrics["binary_cross_entropy"],
         ece=expected_calibration_error(binary_labels, probabilities),
         sn34=metrics["sn34_score"],
-        multiclass_accuracy=float(np.mean(predicted_class == media)) if media.size else 0.0,
-        multiclass_mcc=rk,
-        multiclass_brier=mc_brier,
-        multiclass_sn34=sn34_from(rk, mc_brier, (SCORED_CLASSES - 1) / SCORED_CLASSES) if media.size else 0.0,
+        multiclass_accuracy=both["accuracy"],
+        multiclass_mcc=both["gorodkin_mcc"],
+        multiclass_brier=both["multiclass_brier"],
+        multiclass_sn34=both["multiclass_sn34_score"],
     )
 
 
 def _brier_at(logits: np.ndarray, labels: np.ndarray, log_t: float, scoring: str) -> float:
     temperature = math.exp(log_t)
     if scoring == "multiclass":
-        return multiclass_brier(labels, multiclass_probabilities(np.asarray(logits) / temperature))
+        onehot = np.eye(MULTICLASS_K)[labels]
+        return float(np.mean(np.sum((multiclass_probabilities(logits, temperature) - onehot) ** 2, axis=1)))
     q = np.clip(p_ai(logits, temperature), 1e-7, 1 - 1e-7)
     return float(np.mean((q - (labels > 0)) ** 2))
 

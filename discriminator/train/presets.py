@@ -14,8 +14,8 @@ from typing import Any
 from discriminator.train.trainer import TrainRequest
 
 DEMO_PRESETS: dict[str, dict[str, Any]] = {
-    "video": dict(model="example-video", source_options={"channels": [8, 16, 32, 64]}, height=224, width=224,
-                  mode="finetune", epochs=12, batch_size=4, learning_rate=3e-3),
+    "video": dict(model="example-video", source_options={"channels": [8, 16, 32, 64]}, height=112, width=112,
+                  native_frames=4, mode="finetune", epochs=16, batch_size=8, learning_rate=3e-3),
     "image": dict(model="example-image", source_options={"channels": [8, 16, 32, 64]}, height=224, width=224,
                   mode="finetune", epochs=10, batch_size=16, learning_rate=3e-3),
 }
