@@ -292,6 +292,12 @@ def _output_paths(folder: Path, stem: str | None, fmt: str, modality: str) -> tu
 
 
 def _refuse_overwrite(paths: tuple[Path, Path], force: bool) -> None:
+    zip_path = paths[0]
+    if zip_path.is_file() and not force:
+        stale = next((s.stale for s in package_states(zip_path.parent) if s.zip_path == zip_path and s.stale), None)
+        if stale is not None:
+            raise KitError(f"{zip_path} already exists and holds an older model: {stale}",
+                           "pass --force to replace it (and its record) with this model")
     for target in paths:
         if target.exists() and not force:
             raise OutputExistsError(target)

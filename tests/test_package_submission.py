@@ -206,6 +206,8 @@ def test_a_rebuilt_model_makes_its_old_zip_stale_and_check_says_so(tmp_path):
     assert code == 0 and flagged(rules) == {"stale-package": "warn"}
     assert "changed after it was packaged" in rules["stale-package"]["message"]
     assert "kit package --force" in rules["stale-package"]["fix"]
+    refused = package_cli(str(build))
+    assert refused.exit_code == 1 and "holds an older model" in refused.stderr and "--force" in refused.stderr
     package_submission(build, threads=1, force=True)
     assert stale_packages(build) == []
 
