@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from discriminator.errors import InputError, UsageError
-from discriminator.formats import BUNDLE_DIR
+from discriminator.formats import BUNDLE_DIR, FORMATS
 from discriminator.spec import MANIFEST_NAME, DetectorSpec, read_manifest, spec_from_onnx
 
 #: Uncompressed/compressed ratio above which a member is treated as a zip bomb. ONNX and safetensors
@@ -43,7 +43,6 @@ MAX_COMPRESSION_RATIO = 100
 #: Uncompressed size above which a member is refused outright (the network's models are far smaller).
 MAX_MEMBER_BYTES = 8 * 1024**3
 
-FORMATS = ("onnx", "bundle")
 #: When a build folder holds both formats and the caller does not choose: ONNX, what `load_artifact`
 #: has always returned (kit bench reads it). `kit package` chooses "bundle"; `kit check` checks both.
 FORMAT_WHEN_BOTH = "onnx"
@@ -136,6 +135,15 @@ def check_zip_members(zf: zipfile.ZipFile, zip_path: Path) -> list[zipfile.ZipIn
 
 def read_zip_members(zip_path: Path) -> dict[str, bytes]:
     """Every regular file of a zip, by name, after the safety checks; a member inside a folder is refused."""
+    return _open_zip(zip_path, read=True)
+
+
+def zip_member_names(zip_path: Path) -> list[str]:
+    """The names `read_zip_members` would return, after the same checks, without decompressing anything."""
+    return list(_open_zip(zip_path, read=False))
+
+
+def _open_zip(zip_path: Path, read: bool) -> dict[str, bytes]:
     try:
         with zipfile.ZipFile(zip_path) as zf:
             files = check_zip_members(zf, zip_path)
@@ -143,7 +151,7 @@ def read_zip_members(zip_path: Path) -> dict[str, bytes]:
                 if "/" in info.filename.replace("\\", "/").strip("/"):
                     raise InputError(f"{zip_path}: {info.filename!r} is inside a folder; submission files must sit at "
                                      "the zip root", "package the model with `kit package`")
-            return {info.filename: zf.read(info) for info in files}
+            return {info.filename: zf.read(info) if read else b"" for info in files}
     except zipfile.BadZipFile as exc:
         raise InputError(f"{zip_path} is not a readable zip ({exc})", "re-create it with `kit package`") from exc
     except (zipfile.LargeZipFile, NotImplementedError, RuntimeError, zlib.error, EOFError) as exc:
@@ -209,11 +217,11 @@ def find_bundle_in_dir(directory: Path, manifest: dict | None = None) -> Path | 
 
 
 def formats_in(path: Path | str) -> tuple[str, ...]:
-    """The formats `path` holds, in FORMATS order (a build folder may hold both); reads no model bytes."""
+    """The formats `path` holds, in FORMATS order (a build folder may hold both); reads no model bytes from a zip."""
     path = Path(path)
     if not path.is_dir():
         if path.is_file() and zipfile.is_zipfile(path):
-            return (sniff_zip_format(path, list(read_zip_members(path))),)
+            return (sniff_zip_format(path, zip_member_names(path)),)
         return (load_artifact(path).format,)
     manifest = _manifest_of(path)
     found = []

@@ -22,7 +22,7 @@ from dataclasses import replace
 from discriminator.artifact import BUNDLE_CONFIG, BUNDLE_MODEL, BUNDLE_OPTIONAL
 from discriminator.check.bundle_context import BundleContext, describe_load_error
 from discriminator.check.rules import RULES_BY_ID, Finding, Rule, passed, problem, skipped
-from validator_sim.bundle_runtime import ACCEPTED_LAST_DIMS, DEFAULT_FRAMES, DEFAULT_NUM_CLASSES, DEFAULT_RESIZE, DTYPE_ALIASES, MAX_FRAMES
+from validator_sim.bundle_runtime import DEFAULT_FRAMES, DEFAULT_NUM_CLASSES, DEFAULT_RESIZE, DTYPE_ALIASES, MAX_FRAMES
 
 #: Batches proven by running: the evaluator's own (32 image, 4 video) and shorter last batches.
 BUNDLE_PROBE_BATCHES = {"image": (32, 1, 5), "video": (4, 1, 3)}
