@@ -6,6 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo_data
+# Training seed for the demo (initial weights, shuffling, flips): make demo SEED=3
+SEED   ?= 0
 
 .PHONY: demo demo-image test test-all perf setup clean
 
@@ -19,10 +21,10 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m discriminator.demo video
+	$(BIN)/python -m discriminator.demo video --seed $(SEED)
 
 demo-image: $(STAMP)
-	$(BIN)/python -m discriminator.demo image
+	$(BIN)/python -m discriminator.demo image --seed $(SEED)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -181,3 +181,26 @@ def test_cli_writes_reports_and_guards_existing_data(tmp_path):
     bad = runner.invoke(app, ["data", "demo", "--out", str(stray), "--size", "tiny"])
     assert bad.exit_code == 2 and "is a file" in bad.output
     assert runner.invoke(app, ["data", "demo", "--out", str(out), "--size", "huge"]).exit_code == 2
+
+
+def test_ctrl_c_leaves_a_marked_partial_split_and_the_demo_does_not_reuse_it(tmp_path, monkeypatch):
+    from discriminator.demo_data import generate
+    from discriminator.demo_data.generate import INCOMPLETE_MARKER, is_complete
+
+    written = []
+
+    def interrupt_after_one(*args, **kwargs):
+        if written:
+            raise KeyboardInterrupt
+        written.append(args)
+        return real_write(*args, **kwargs)
+
+    real_write = generate.write_dataset
+    monkeypatch.setattr(generate, "write_dataset", interrupt_after_one)
+    out = tmp_path / "partial"
+    result = CliRunner().invoke(app, ["data", "demo", "--out", str(out), "--size", "tiny", "--modality", "image", "--workers", "1"])
+    assert result.exit_code == 130 and "partial" in result.output and INCOMPLETE_MARKER in result.output, result.output
+    assert (out / INCOMPLETE_MARKER).is_file() and not is_complete(out)
+    monkeypatch.setattr(generate, "write_dataset", real_write)
+    generate_demo_data(out, seed=0, size="tiny", modality="image", force=True, show_progress=False)
+    assert is_complete(out) and not (out / INCOMPLETE_MARKER).exists()

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from discriminator.cli.common import TYPER_SETTINGS, console, examples_epilog, kit_command, print_success
+from discriminator.errors import KitError
 
 DEMO_EXAMPLES = [
     ("kit data demo --out demo_data", "image and video demo data, train/val/test splits, seed 0"),
