@@ -181,8 +181,8 @@ class _Analyzer(ast.NodeVisitor):
         if node.level:
             dots = "." * node.level
             self._add(node, RELATIVE_IMPORT, f"{dots}{node.module or ''}",
-                      f"relative import `from {dots}{node.module or ''} import …`: model.py is imported alone as "
-                      "`custom_model`, outside any package, so this import fails",
+                      f"relative import `from {dots}{node.module or ''} import …` (model.py is imported alone, "
+                      "outside any package: it fails)",
                       "copy what you need into model.py itself")
             return
         module = node.module or ""
@@ -195,7 +195,7 @@ class _Analyzer(ast.NodeVisitor):
             blocked = _matches_prefix(full, BLOCKED_ATTRIBUTES) or _matches_prefix(full, BLOCKED_MODULES)
             if alias.name != "*" and blocked:
                 blocked_names = True
-                self._add(node, BLOCKED_ATTRIBUTE, full, f"imports {full}, which the network blocks ({blocked})",
+                self._add(node, BLOCKED_ATTRIBUTE, full, f"imports {full} (blocked: {blocked})",
                           _attribute_fix(blocked))
             elif alias.name != "*" and module in SUBMODULE_NAMESPACES:
                 self._check_module(node, full)  # `from PIL import ImageOps` imports the submodule PIL.ImageOps
@@ -216,20 +216,19 @@ class _Analyzer(ast.NodeVisitor):
         if status == "blocked":
             entry = _matches_prefix(module, BLOCKED_MODULES)
             if entry is not None:
-                self._add(node, BLOCKED_IMPORT, module, f"imports {module}: {entry} is on the network's blocked list "
-                          "and the submission is rejected", _IMPORT_FIXES.get(top, f"remove the {entry} import"))
+                self._add(node, BLOCKED_IMPORT, module, f"imports {module} (blocked: {entry})",
+                          _IMPORT_FIXES.get(top, f"remove the {entry} import"))
             else:
                 entry = _matches_prefix(module, BLOCKED_ATTRIBUTES)
-                self._add(node, BLOCKED_ATTRIBUTE, module, f"imports {module}, which the network blocks ({entry})",
+                self._add(node, BLOCKED_ATTRIBUTE, module, f"imports {module} (blocked: {entry})",
                           _attribute_fix(entry))
             return False
         if top in self.siblings:
-            self._add(node, SIBLING_IMPORT, module, f"imports {module}, a file beside model.py: the evaluator imports "
-                      "model.py alone as `custom_model`, so the import fails (and it is not on the allowlist)",
+            self._add(node, SIBLING_IMPORT, module, f"imports {module}, a file beside model.py (model.py is imported "
+                      "alone: it fails, and it is not on the allowlist)",
                       f"paste the code you need from {top} into model.py")
         else:
-            self._add(node, NOT_ALLOWLISTED, module, f"imports {module}, which is not on the network's allowlist "
-                      "(read conservatively, anything not listed risks rejection)",
+            self._add(node, NOT_ALLOWLISTED, module, f"imports {module} (not on the allowlist)",
                       _IMPORT_FIXES.get(top, "use only torch, torchvision, transformers, timm, safetensors, numpy, math, "
                                              "functools, typing, collections, dataclasses, enum, abc, pathlib …"
                                              " (see docs/bundles.md)"))
@@ -250,7 +249,7 @@ class _Analyzer(ast.NodeVisitor):
     # ------------------------------------------------------------------ uses
     def visit_Name(self, node: ast.Name) -> None:
         if node.id in BLOCKED_BUILTINS:
-            self._add(node, BLOCKED_BUILTIN, node.id, f"uses {node.id}, which the network blocks (any use, not only a call)",
+            self._add(node, BLOCKED_BUILTIN, node.id, f"uses {node.id} (blocked: any use, not only a call)",
                       _builtin_fix(node.id))
         self.generic_visit(node)
 
@@ -259,7 +258,7 @@ class _Analyzer(ast.NodeVisitor):
         if dotted is not None:
             blocked = _matches_prefix(dotted, BLOCKED_ATTRIBUTES)
             if blocked:
-                self._add(node, BLOCKED_ATTRIBUTE, dotted, f"uses {dotted}, which the network blocks ({blocked})",
+                self._add(node, BLOCKED_ATTRIBUTE, dotted, f"uses {dotted} (blocked: {blocked})",
                           _attribute_fix(blocked))
                 return  # one report per chain: torch.jit.trace, not also torch.jit
         self.generic_visit(node)

@@ -14,7 +14,7 @@ STATUS_MARKS = {"pass": "[green]✓[/]", "warn": "[yellow]⚠[/]", "fail": "[bol
 
 def report_table(report: CheckReport) -> Table:
     modality = report.modality or "unknown modality"
-    engine = f"onnxruntime ≥ {report.ort_min}" if report.format == "onnx" else "bundle, run as the evaluator does"
+    engine = f"onnxruntime ≥ {report.ort_min}" if report.format == "onnx" else "torch on CPU, loaded as the evaluator loads it"
     table = Table(title=f"kit check: {escape(report.source)} ({report.format}, {modality}, {engine})",
                   title_justify="left", show_lines=False)
     table.add_column("", no_wrap=True)

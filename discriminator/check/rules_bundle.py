@@ -28,6 +28,8 @@ from validator_sim.bundle_runtime import DEFAULT_FRAMES, DEFAULT_NUM_CLASSES, DE
 BUNDLE_PROBE_BATCHES = {"image": (32, 1, 5), "video": (4, 1, 3)}
 #: Classes the network scores for image and video: [real, synthetic, semisynthetic] (current-contract §2, §5).
 NETWORK_CLASSES = 3
+#: Violations listed one per line in the static-analysis row (the rest are counted).
+MAX_VIOLATIONS_SHOWN = 8
 #: Names of sharded safetensors checkpoints (transformers' save_pretrained with max_shard_size).
 SHARD_PATTERN = re.compile(r"-\d{5}-of-\d{5}\.safetensors$")
 SHARD_INDEX_SUFFIX = ".safetensors.index.json"
@@ -204,9 +206,10 @@ def check_config_classes(ctx: BundleContext) -> Finding:
 def check_static_analysis(ctx: BundleContext) -> Finding:
     violations = ctx.violations
     if violations:
-        shown = "; ".join(f"{v.where} {v.message} (fix: {v.fix})" for v in violations[:6])
-        more = f"; +{len(violations) - 6} more" if len(violations) > 6 else ""
-        return problem(f"{len(violations)} violation(s): {shown}{more}", len(violations))
+        shown = "".join(f"\n{v.where} {v.message} — {v.fix}" for v in violations[:MAX_VIOLATIONS_SHOWN])
+        more = f"\n+{len(violations) - MAX_VIOLATIONS_SHOWN} more" if len(violations) > MAX_VIOLATIONS_SHOWN else ""
+        return problem(f"{len(violations)} violation(s) the network rejects the submission for:{shown}{more}",
+                       len(violations))
     return passed("imports only from the allowlist; no blocked import, call or submodule")
 
 
