@@ -180,7 +180,9 @@ def package_submission(
     if known_modality is None:  # the model says nothing about its modality: the check names what is wrong
         report = check_artifact(artifact, modality=modality, ort_min=ort_min, threads=threads, on_rule=on_rule,
                                 time_limit_s=time_limit_s)
-        raise CheckFailedError(report, [r.id for r in report.failures] or ["input-rank"])
+        if report.failed:  # input-rank fails whenever the modality is unknown
+            raise CheckFailedError(report, [r.id for r in report.failures])
+        known_modality = report.modality
     # Refuse to overwrite before spending time on the check (the modality names the zip).
     zip_path, record_path = _output_paths(folder, stem_override, artifact.format, known_modality)
     _refuse_overwrite((zip_path, record_path), force)

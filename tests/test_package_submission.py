@@ -232,3 +232,10 @@ def test_an_untrained_head_fails_check_and_needs_an_explicit_override_to_package
     allowed = package_cli(str(build), "--allow-untrained")
     assert allowed.exit_code == 0, allowed.stderr
     assert json.loads((build / "image_detector.zip.json").read_text())["allowed_untrained"] is True
+
+
+def test_a_model_that_says_nothing_of_its_modality_is_refused_by_its_rank(tmp_path):
+    model = save(make_detector(dims=["batch", 3, 32]), tmp_path / "model.onnx")
+    result = package_cli(str(model))
+    assert result.exit_code == 1 and "input-rank" in result.stderr
+    assert list(tmp_path.glob("*.zip")) == []
