@@ -108,3 +108,28 @@ def test_calibrating_an_overconfident_checkpoint_lowers_brier_and_the_build_carr
 def test_calibrate_refuses_a_folder_that_is_not_a_checkpoint(tmp_path):
     with pytest.raises(UsageError):
         calibrate_checkpoint(tmp_path, tmp_path, show_progress=False)
+
+
+def test_multiclass_temperature_minimises_the_three_class_brier_and_both_scorings_are_reported():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, 300)
+    guessed = np.where(rng.random(300) < 0.75, labels, rng.integers(0, 3, 300))  # right 75-83 % of the time …
+    logits = (np.eye(3)[guessed] * 8.0 + rng.normal(0, 0.5, (300, 3))).astype(np.float32)  # … and always sure
+    temperature = fit_temperature(logits, labels, "multiclass")
+    assert temperature > 1.0
+    after = score_logits(logits, labels, temperature)
+    for nudged in (temperature * 0.9, temperature * 1.1):
+        assert score_logits(logits, labels, nudged).multiclass_brier >= after.multiclass_brier - 1e-9
+    assert score_logits(logits, labels, 1.0).multiclass_sn34 < after.multiclass_sn34
+    # The binary fit minimises the binary Brier instead, and generally lands elsewhere.
+    binary_t = fit_temperature(logits, labels, "binary")
+    assert score_logits(logits, labels, binary_t).brier <= after.brier + 1e-9
+
+
+def test_a_two_logit_head_is_zero_padded_for_the_three_class_scoring():
+    labels = np.array([0, 1, 2, 2])
+    card = score_logits(np.array([[3.0, 0.0], [0.0, 3.0], [0.0, 3.0], [0.0, 3.0]], dtype=np.float32), labels)
+    assert card.accuracy == 1.0 and card.multiclass_accuracy == 0.5  # semisynthetic can never be argmax
+    p = 1 / (1 + np.exp(-3.0))
+    expected = np.mean([(p - 1) ** 2 + (1 - p) ** 2, (1 - p) ** 2 + (p - 1) ** 2, (1 - p) ** 2 + p ** 2 + 1, (1 - p) ** 2 + p ** 2 + 1])
+    assert card.multiclass_brier == pytest.approx(expected, abs=1e-6)
