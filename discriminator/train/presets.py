@@ -1,9 +1,12 @@
 """Training settings for the built-in demo data, as data: what `make demo` trains for each modality.
 
-Chosen for a 2-core CPU: the small example networks with narrow channels, at the
-validator's default 224×224 (smaller sizes train faster, but the validator's resize
-then shrinks the fine generator traces the demo data carries below what survives),
-fine-tuned from random initialisation. Measured figures are in docs/performance.md ("kit train").
+Chosen for a 2-core CPU and to land on every seed, not on average (the seed × threads
+table is in docs/performance.md, "kit train and make demo"): the small example networks
+with narrow channels, fine-tuned from seeded random weights with warm-up, cosine decay
+and an EMA of the weights. Video at 112×112 with 4 native frames (a quarter of the
+pixels and half the frames of 224×224×8, so about 1/8 of the compute; the demo clips'
+8–16 px generator grid survives that resize); images at the validator's 224×224, where
+their finer 4–8 px grid still shows.
 """
 
 from __future__ import annotations
