@@ -99,6 +99,19 @@ class PackageState:
     record_path: Path | None
     format: str | None
     stale: str | None  # None: the zip still holds the current model
+    #: The model files it packaged, as found now (None when that cannot be told).
+    model_files: frozenset[Path] | None = None
+
+    def packages(self, artifact: Artifact) -> bool:
+        """Whether this zip was made from `artifact`'s files (True too when that cannot be told)."""
+        return self.model_files is None or artifact.location is None or self.model_files == model_files(artifact)
+
+
+def model_files(artifact: Artifact) -> frozenset[Path] | None:
+    """The files on disk an artifact was read from (None inside a zip)."""
+    if artifact.location is None:
+        return None
+    return frozenset((artifact.location / name).resolve() for name in artifact.members)
 
 
 def validate_hotkey(hotkey: str) -> str:
@@ -263,8 +276,9 @@ def _package_state(folder: Path, zip_path: Path, record_path: Path | None, recor
     except KitError:
         return PackageState(zip_path, record_path, fmt, f"the {fmt} model it packaged is no longer at {source}")
     if _hashes(current.members, fmt) != _hashes(members, fmt):
-        return PackageState(zip_path, record_path, fmt, f"the {fmt} model at {source} changed after it was packaged")
-    return PackageState(zip_path, record_path, fmt, None)
+        return PackageState(zip_path, record_path, fmt, f"the {fmt} model at {source} changed after it was packaged",
+                            model_files(current))
+    return PackageState(zip_path, record_path, fmt, None, model_files(current))
 
 
 def _hashes(members: dict[str, bytes], fmt: str) -> Any:

@@ -239,3 +239,14 @@ def test_a_model_that_says_nothing_of_its_modality_is_refused_by_its_rank(tmp_pa
     result = package_cli(str(model))
     assert result.exit_code == 1 and "input-rank" in result.stderr
     assert list(tmp_path.glob("*.zip")) == []
+
+
+def test_a_zip_of_another_model_in_the_same_folder_is_not_called_this_models(tmp_path):
+    first = save(make_detector(), tmp_path / "a.onnx")
+    second = save(rebuilt(make_detector()), tmp_path / "b.onnx")
+    package_submission(first, threads=1)
+    _, rules, _ = check_cli(second)
+    assert rules["stale-package"]["status"] == "pass"
+    assert rules["stale-package"]["message"] == "no earlier submission zip beside the model"
+    _, rules, _ = check_cli(first)
+    assert rules["stale-package"]["message"] == "image_detector.zip holds this model"

@@ -451,7 +451,7 @@ def check_stale_package(ctx: CheckContext) -> Finding:
 
     if ctx.artifact.container == "zip":
         return skipped("a zip is checked as it is")
-    found = package_states(package_dir_for(ctx.artifact))
+    found = [s for s in package_states(package_dir_for(ctx.artifact)) if s.packages(ctx.artifact)]
     states = [s for s in found if s.stale and s.format in (None, ctx.artifact.format)]
     if states:
         first = states[0]
