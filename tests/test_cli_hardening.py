@@ -130,6 +130,18 @@ def test_hugging_face_size_defaults_to_the_config(tmp_path, vit32):
     assert (spec.height, spec.width) == (32, 32)
 
 
+def test_preprocessor_crop_is_the_size_a_checkpoint_is_fed_before_its_config_image_size():
+    from transformers import Dinov2Config
+
+    from discriminator.sources.huggingface import native_size
+
+    config = Dinov2Config(image_size=518)  # DINOv2 interpolates its position embeddings; its processor crops to 224
+    assert native_size(config, {"size": {"shortest_edge": 256}, "crop_size": {"height": 224, "width": 224}}) == \
+        ((224, 224), "preprocessor_config.json crop_size")
+    assert native_size(config, {"size": {"shortest_edge": 256}}) == ((518, 518), "config.json image_size")
+    assert native_size(object(), {}) == (None, "")
+
+
 def test_size_the_model_cannot_take_points_at_height_width_not_the_exporter(tmp_path, vit32):
     result = invoke("build", "image", "--model", f"hf:{vit32}", "--height", "64", "--width", "64",
                     "--out", str(tmp_path / "o"))
