@@ -189,6 +189,9 @@ def package_submission(
     folder = Path(out_dir) if out_dir is not None else package_dir_for(artifact)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--out {folder} is a file, not a folder", "pass a folder for the zip and its record (it is created if missing)")
+    if artifact.format == "bundle" and artifact.location is not None and folder.resolve() == artifact.location.resolve():
+        raise UsageError(f"--out {folder} is the bundle folder itself: the zip would land among the bundle's files",
+                         "drop --out (the zip goes beside the bundle) or choose another folder")
     known_modality = expected_modality(artifact, modality)
     if known_modality is None:  # the model says nothing about its modality: the check names what is wrong
         report = check_artifact(artifact, modality=modality, ort_min=ort_min, threads=threads, on_rule=on_rule,

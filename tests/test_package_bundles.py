@@ -85,3 +85,10 @@ def test_an_untrained_bundle_needs_the_override(tmp_path):
     refused = package_cli(str(build))
     assert refused.exit_code == 1 and "head-trained" in refused.stderr and "--allow-untrained" in refused.stderr
     assert not (build / "image_bundle.zip").exists()
+
+
+def test_the_zip_is_never_written_into_the_bundle_it_packages(tmp_path):
+    folder = make_bundle(tmp_path / "b")
+    result = package_cli(str(folder), "--out", str(folder))
+    assert result.exit_code == 2 and "bundle folder itself" in result.stderr
+    assert sorted(p.name for p in folder.iterdir()) == BUNDLE_FILES
