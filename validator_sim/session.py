@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 import onnxruntime as ort
 
-from discriminator.errors import InputError
+from discriminator.errors import InputError, first_line
 from validator_sim.profiles import Profile
 
 
@@ -104,8 +104,7 @@ def create_session(onnx_bytes: bytes, threads: int) -> tuple[ort.InferenceSessio
     try:
         session = ort.InferenceSession(onnx_bytes, sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented types
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"onnxruntime {ort.__version__} cannot load the model: {first_line[:300]}",
+        raise InputError(f"onnxruntime {ort.__version__} cannot load the model: {first_line(exc) or type(exc).__name__}",
                          "run `kit check MODEL` to see which rule it breaks") from exc
     settings = {
         "onnxruntime": ort.__version__,
