@@ -191,6 +191,24 @@ def test_help_wraps_long_descriptions_instead_of_cutting_them():
     assert "  kit build video --model hf-videomae --name vmae\n" in result.output
 
 
+def test_every_command_reports_errors_through_kit_command():
+    import typer
+
+    def leaves(command, path=()):
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from leaves(sub, (*path, name))
+        if not getattr(command, "commands", None):
+            yield " ".join(path), command.callback
+
+    commands = list(leaves(typer.main.get_command(app)))
+    assert len(commands) >= 8
+    for name, callback in commands:
+        chain = [callback]
+        while hasattr(chain[-1], "__wrapped__"):
+            chain.append(chain[-1].__wrapped__)
+        assert any(getattr(f, "one_line_errors", False) for f in chain), f"kit {name} is not wrapped in @kit_command"
+
+
 @pytest.mark.parametrize("raised,code,needle", [
     (MemoryError(), 1, "out of memory"),
     (RuntimeError("a bug in the kit"), 1, "KIT_DEBUG=1"),

@@ -117,6 +117,7 @@ def kit_command(func: F) -> F:
             message, exit_code = error_line(exc)
             raise fail(_escape(message), exit_code) from None
 
+    wrapper.one_line_errors = True  # type: ignore[attr-defined]  # tests check every command carries it
     return wrapper  # type: ignore[return-value]
 
 
