@@ -141,6 +141,22 @@ def test_onnx_era_8_bit_video_is_decords_and_agrees_with_opencv(tmp_path: Path, 
     np.testing.assert_array_equal(frames[0], bgr[..., ::-1])
 
 
+@pytest.mark.parametrize(("colorspace", "matrix", "full_range"), [(1, "bt709", False), (1, "bt709", True),
+                                                                   (5, "bt601", True), (2, "bt601", False)])
+def test_onnx_era_10_bit_video_follows_its_tags_where_pyavs_default_rgb24_does_not(
+        tmp_path: Path, colorspace: int, matrix: str, full_range: bool) -> None:
+    yuv = tuple(v * 4 for v in SAMPLE_YUV)
+    clip = write_flat_yuv_clip(tmp_path / "ten.mp4", yuv, pix_fmt="yuv420p10le", colorspace=colorspace,
+                               color_range=2 if full_range else 1, height=48, width=96)
+    got = decode_video(clip, 1, decoder="decord")[0][16, 32].astype(int)
+    expected = bt_formula_rgb(yuv, matrix, full_range, 10)
+    assert np.abs(got - expected).max() <= 3, (got, expected)
+    with av.open(str(clip)) as container:
+        default = next(container.decode(video=0)).to_ndarray(format="rgb24")[16, 32].astype(int)
+    if (matrix, full_range) != ("bt601", False):  # PyAV's plain rgb24 reads every 10-bit clip as limited BT.601
+        assert np.abs(default - expected).max() >= 10
+
+
 @pytest.mark.parametrize(("matrix", "quarter_turns"), [((0, 1, -1, 0), -1), ((-1, 0, 0, -1), 2), ((0, -1, 1, 0), 1)])
 def test_display_matrix_rotation_is_applied_by_both_decoders(tmp_path: Path, matrix: tuple[int, int, int, int],
                                                              quarter_turns: int) -> None:
