@@ -36,6 +36,7 @@ from typing import Any
 from discriminator import __version__
 from discriminator.artifact import Artifact, formats_in, load_artifact, read_zip_members, sniff_zip_format
 from discriminator.check import CheckReport, Rule
+from discriminator.check.bundle_context import BundleRunOptions
 from discriminator.check.runner import check_artifact, expected_modality
 from discriminator.errors import InputError, KitError, OutputExistsError, UsageError
 from discriminator.spec import MANIFEST_NAME
@@ -171,7 +172,7 @@ def package_submission(
     format: str | None = None,
     name: str | None = None,
     allow_untrained: bool = False,
-    time_limit_s: float | None = None,
+    bundle_options: BundleRunOptions | None = None,
 ) -> PackageResult:
     """Check the model at `path` (an .onnx, a bundle folder or a build folder), then write the zip and its record.
 
@@ -195,7 +196,7 @@ def package_submission(
     known_modality = expected_modality(artifact, modality)
     if known_modality is None:  # the model says nothing about its modality: the check names what is wrong
         report = check_artifact(artifact, modality=modality, ort_min=ort_min, threads=threads, on_rule=on_rule,
-                                time_limit_s=time_limit_s)
+                                bundle_options=bundle_options)
         if report.failed:  # input-rank fails whenever the modality is unknown
             raise CheckFailedError(report, [r.id for r in report.failures])
         known_modality = report.modality
@@ -208,7 +209,7 @@ def package_submission(
         candidate = Path(scratch) / zip_path.name
         write_deterministic_zip(candidate, members)
         report = _check_written_zip(candidate, artifact, members, known_modality, ort_min, threads, on_rule,
-                                    time_limit_s)
+                                    bundle_options)
         blocking = [r.id for r in report.failures if not (allow_untrained and r.id == UNTRAINED_RULE)]
         if blocking:
             raise CheckFailedError(report, blocking)
@@ -326,7 +327,7 @@ def _refuse_overwrite(paths: tuple[Path, Path], force: bool) -> None:
 
 def _check_written_zip(zip_path: Path, artifact: Artifact, members: dict[str, bytes], modality: str, ort_min: str,
                        threads: int | None, on_rule: Callable[[Rule], None] | None,
-                       time_limit_s: float | None) -> CheckReport:
+                       bundle_options: BundleRunOptions | None) -> CheckReport:
     """Re-open the zip through the defensive reader and check it: exactly what will be uploaded, with the build's manifest."""
     packed = load_artifact(zip_path)
     if packed.format != artifact.format or packed.members != members:
@@ -334,7 +335,7 @@ def _check_written_zip(zip_path: Path, artifact: Artifact, members: dict[str, by
     packed.manifest = artifact.manifest
     packed.spec = packed.spec or artifact.spec
     return check_artifact(packed, modality=modality, ort_min=ort_min, threads=threads, on_rule=on_rule,
-                          time_limit_s=time_limit_s, source_label=str(artifact.source))
+                          bundle_options=bundle_options, source_label=str(artifact.source))
 
 
 def _record(result: PackageResult, artifact: Artifact, members: dict[str, bytes], folder: Path, hotkey: str | None,

@@ -57,7 +57,7 @@ def test_a_correct_bundle_passes_every_rule_without_torch_in_the_caller(good_ima
     assert flagged(rules) == {}
     assert list(rules) == [r.id for r in BUNDLE_RULES]
     assert "B ∈ {32, 1, 5}" in rules["bundle-batches"]["message"]
-    assert "TinyDetector" in rules["bundle-loads"]["message"] and "float32" in rules["bundle-loads"]["message"]
+    assert "TinyDetector with float32 parameters on cpu" in rules["bundle-loads"]["message"]
     assert rules["bundle-classes"]["figure"] == 3
     assert rules["latency"]["figure"] > 0
     assert rules["head-trained"]["status"] == "skip" and rules["bundle-spec-match"]["status"] == "skip"
@@ -186,6 +186,12 @@ def test_half_precision_bundles_load_and_run_in_their_dtype(tmp_path, dtype):
     assert f"in {canonical}" in rules["bundle-runs"]["message"]
     assert f"[1,{FRAMES},3,{SIZE},{SIZE}]" in rules["bundle-runs"]["message"]
     assert "B ∈ {4, 1, 3}" in rules["bundle-batches"]["message"]
+
+
+def test_an_unknown_device_is_one_line_and_exit_2(good_image):
+    folder, _ = good_image
+    code, _, _, stderr = check_cli(folder, "--device", "gpu")
+    assert code == 2 and "--device 'gpu'" in stderr and len(stderr.strip().splitlines()) == 1
 
 
 def test_modality_comes_from_the_yaml_and_is_asked_for_when_absent(tmp_path):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -36,6 +37,21 @@ DEFAULT_TIME_LIMIT_S = 120.0
 #: Seconds the worker may take to start, import model.py and run load_model (at least the batch limit):
 #: torch's own import takes seconds on a busy machine, so loading gets more room than a batch.
 LOAD_TIME_LIMIT_S = 300.0
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")
+
+
+@dataclass(frozen=True)
+class BundleRunOptions:
+    """How the checker runs a bundle: the per-batch time limit and the torch device (the evaluator uses CUDA when present)."""
+
+    time_limit_s: float = DEFAULT_TIME_LIMIT_S
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not DEVICE_PATTERN.fullmatch(self.device):
+            raise UsageError(f"--device {self.device!r} is not cpu, cuda or cuda:N", "pass --device cpu or --device cuda")
+        if not self.time_limit_s > 0:
+            raise UsageError(f"--time-limit {self.time_limit_s} must be a positive number of seconds", "e.g. --time-limit 120")
 
 
 @dataclass
@@ -47,7 +63,7 @@ class BundleContext:
     threads: int
     requested_modality: str | None = None
     measure_latency: bool = True
-    time_limit_s: float = DEFAULT_TIME_LIMIT_S
+    options: BundleRunOptions = field(default_factory=BundleRunOptions)
     _runs: dict[tuple[int, int | None, str], RunOutcome] = field(default_factory=dict, repr=False)
     _worker: BundleWorker | None = field(default=None, repr=False)
     _load_error: BundleError | None = field(default=None, repr=False)
@@ -170,7 +186,7 @@ class BundleContext:
         if not self._load_tried:
             self._load_tried = True
             try:
-                self._worker = BundleWorker(self.folder, self.require_modality(), device="cpu",
+                self._worker = BundleWorker(self.folder, self.require_modality(), device=self.options.device,
                                             load_timeout_s=self.load_limit_s, threads=self.threads)
             except BundleError as exc:
                 self._load_error = exc
@@ -178,7 +194,7 @@ class BundleContext:
 
     @property
     def load_limit_s(self) -> float:
-        return max(LOAD_TIME_LIMIT_S, self.time_limit_s)
+        return max(LOAD_TIME_LIMIT_S, self.options.time_limit_s)
 
     @property
     def loaded_info(self) -> dict[str, Any] | None:
@@ -204,11 +220,11 @@ class BundleContext:
         shape = self.feed_shape(batch, frames)
         started = time.perf_counter()
         try:
-            output = worker.run(PROBES[probe](shape), timeout_s=self.time_limit_s)
+            output = worker.run(PROBES[probe](shape), timeout_s=self.options.time_limit_s)
         except BundleError as exc:
             message = exc.message
             if exc.stage == "timeout":
-                message += f" ({self.time_limit_s:g} s limit)"
+                message += f" ({self.options.time_limit_s:g} s limit)"
             return RunOutcome(shape, None, message + _last_line(exc.detail, message), time.perf_counter() - started,
                               stage=exc.stage)
         return RunOutcome(shape, output, None, worker.last_seconds)

@@ -248,7 +248,7 @@ def check_bundle_loads(ctx: BundleContext) -> Finding:
     config = info["config"]
     dtype_note = "" if info["param_dtype"] == config["dtype"] else f" (config dtype {config['dtype']})"
     return passed(f"loads in a fresh python -I as custom_model: {info['module_class']} with {info['param_dtype']} "
-                  f"parameters{dtype_note}, in {ctx.seconds_to_load:.1f} s", info["module_class"])
+                  f"parameters{dtype_note} on {info['device']}, in {ctx.seconds_to_load:.1f} s", info["module_class"])
 
 
 def check_bundle_runs(ctx: BundleContext) -> Finding:

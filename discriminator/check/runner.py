@@ -18,6 +18,7 @@ from typing import Any
 
 from discriminator import __version__
 from discriminator.artifact import Artifact, formats_in, load_artifact
+from discriminator.check.bundle_context import BundleRunOptions
 from discriminator.check.context import CheckContext, default_threads
 from discriminator.check.rules import ORT_LIMITS, RULES, Finding, Rule
 from discriminator.errors import UsageError
@@ -128,13 +129,13 @@ def run_check(
     measure_latency: bool = True,
     on_rule: Callable[[Rule], None] | None = None,
     format: str | None = None,
-    time_limit_s: float | None = None,
+    bundle_options: BundleRunOptions | None = None,
 ) -> CheckReport:
     """Check one model against the contract of its format. `on_rule` is called before each rule (for progress bars)."""
     _validate_modality(modality)
     parse_ort_version(ort_min)
     return check_artifact(load_artifact(path, format), modality=modality, ort_min=ort_min, threads=threads,
-                          measure_latency=measure_latency, on_rule=on_rule, time_limit_s=time_limit_s)
+                          measure_latency=measure_latency, on_rule=on_rule, bundle_options=bundle_options)
 
 
 def run_checks(path: Path | str, format: str | None = None, **options: Any) -> list[CheckReport]:
@@ -161,7 +162,7 @@ def check_artifact(
     threads: int | None = None,
     measure_latency: bool = True,
     on_rule: Callable[[Rule], None] | None = None,
-    time_limit_s: float | None = None,
+    bundle_options: BundleRunOptions | None = None,
     source_label: str | None = None,
 ) -> CheckReport:
     """Check an artifact already read (kit package checks the zip it wrote, labelled with the model's path)."""
@@ -169,7 +170,8 @@ def check_artifact(
     version = parse_ort_version(ort_min)
     threads = threads or default_threads()
     if artifact.format == "bundle":
-        report = _check_bundle(artifact, modality, version, threads, measure_latency, on_rule, time_limit_s)
+        report = _check_bundle(artifact, modality, version, threads, measure_latency, on_rule,
+                               bundle_options or BundleRunOptions())
     else:
         ctx = CheckContext(artifact=artifact, ort_min=version, threads=threads,
                            requested_modality=modality, measure_latency=measure_latency)
@@ -182,12 +184,12 @@ def check_artifact(
 
 def _check_bundle(artifact: Artifact, modality: str | None, version: tuple[int, int], threads: int,
                   measure_latency: bool, on_rule: Callable[[Rule], None] | None,
-                  time_limit_s: float | None) -> CheckReport:
-    from discriminator.check.bundle_context import DEFAULT_TIME_LIMIT_S, BundleContext
+                  options: BundleRunOptions) -> CheckReport:
+    from discriminator.check.bundle_context import BundleContext
 
     with artifact.bundle_dir() as folder:
         ctx = BundleContext(artifact=artifact, folder=folder, threads=threads, requested_modality=modality,
-                            measure_latency=measure_latency, time_limit_s=time_limit_s or DEFAULT_TIME_LIMIT_S)
+                            measure_latency=measure_latency, options=options)
         if ctx.raw_config[1] is None:  # a readable YAML that says neither: ask (an unreadable one is config-yaml's)
             ctx.require_modality()
         try:

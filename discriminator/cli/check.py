@@ -22,6 +22,7 @@ EXAMPLES = [
     ("kit check model.onnx --json > check.json", "machine-readable results; exit 1 when a rule fails"),
 ]
 FORMAT_HELP = "onnx or bundle: check only that one of a build folder's formats (default: every format the path holds)."
+DEVICE_HELP = "Where a bundle runs: cpu, cuda or cuda:N (the evaluator uses CUDA when it has it)."
 TIME_LIMIT_HELP = "Seconds one batch of a bundle may take before it is called hung (loading gets max(300, this))."
 
 
@@ -52,17 +53,19 @@ def check_command(
     ort_min: str = typer.Option("1.22", "--ort-min", help="The validators' onnxruntime version (sets the opset and IR limits)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="intra-op threads for the latency figure (default: all cores)."),
     time_limit: float = typer.Option(120.0, "--time-limit", min=1.0, help=TIME_LIMIT_HELP),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
 ) -> None:
     """Catch every contract mistake before pushing. Exit 0: nothing fails; 1: a rule fails; 2: unreadable input."""
     from discriminator import __version__
     from discriminator.artifact import formats_in
     from discriminator.check import rules_for, run_checks
+    from discriminator.check.bundle_context import BundleRunOptions
     from discriminator.check.report import print_report
 
     formats = (format,) if format else formats_in(path)
     with rule_progress(sum(len(rules_for(f)) for f in formats)) as on_rule:
         reports = run_checks(path, format=format, modality=modality, ort_min=ort_min, threads=threads,
-                             on_rule=on_rule, time_limit_s=time_limit)
+                             on_rule=on_rule, bundle_options=BundleRunOptions(time_limit, device))
     failed = any(report.failed for report in reports)
     if json_output:
         payload = reports[0].to_dict() if len(reports) == 1 else {

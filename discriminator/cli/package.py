@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from discriminator.cli.check import TIME_LIMIT_HELP, rule_progress
+from discriminator.cli.check import DEVICE_HELP, TIME_LIMIT_HELP, rule_progress
 from discriminator.cli.common import console, examples_epilog, kit_command, print_success
 
 EXAMPLES = [
@@ -30,9 +30,11 @@ def package_command(
     ort_min: str = typer.Option("1.22", "--ort-min", help="The validators' onnxruntime version (ONNX only)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="intra-op threads for the latency figure."),
     time_limit: float = typer.Option(120.0, "--time-limit", min=1.0, help=TIME_LIMIT_HELP),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
 ) -> None:
     """Run `kit check`, refuse on any failure (warnings never block), then write the zip and its .json record."""
     from discriminator.check import BUNDLE_RULES, RULES
+    from discriminator.check.bundle_context import BundleRunOptions
     from discriminator.check.report import print_report
     from discriminator.package import CheckFailedError, package_submission
 
@@ -40,7 +42,8 @@ def package_command(
         with rule_progress(max(len(RULES), len(BUNDLE_RULES))) as on_rule:
             result = package_submission(path, out_dir=out, hotkey=hotkey, force=force, modality=modality,
                                         ort_min=ort_min, threads=threads, on_rule=on_rule, format=format, name=name,
-                                        allow_untrained=allow_untrained, time_limit_s=time_limit)
+                                        allow_untrained=allow_untrained,
+                                        bundle_options=BundleRunOptions(time_limit, device))
     except CheckFailedError as exc:
         print_report(exc.report, console)
         raise
