@@ -386,3 +386,16 @@ def test_a_frames_dataset_takes_the_first_t_files_in_name_order_and_pads(tmp_pat
         logits = sums * (SPREAD / np.float32(4 * 32 * 32 * 255)) - OFFSET
         e = np.exp(logits - logits.max())
         np.testing.assert_allclose(record["probs"], e / e.sum(dtype=np.float32), atol=1e-6)
+
+
+def test_a_folder_with_both_formats_benches_what_each_era_ran(tmp_path: Path, tree) -> None:
+    root, _ = tree
+    both = tmp_path / "build"
+    make_bundle(both / "bundle")
+    image_model(both / "image_detector.onnx", H, W, num_logits=3)
+    datasets = discover_datasets(root)
+    today = run_bench(both, datasets, "current", max_per_dataset=2, write=False, threads=1)
+    then = run_bench(both, datasets, "onnx-2026-02", max_per_dataset=2, write=False, threads=1)
+    chosen = run_bench(both, datasets, "current", max_per_dataset=2, write=False, threads=1, model_format="onnx")
+    assert today.results["kit"]["model_format"] == "bundle" and today.results["kit"]["session"]["runtime"].startswith("torch")
+    assert then.results["kit"]["model_format"] == "onnx" and chosen.results["kit"]["model_format"] == "onnx"

@@ -50,6 +50,8 @@ class Profile:
     video_decoder: VideoDecoder = "decord"
     #: The sn34 reported as `sn34_score` unless `--scoring` says otherwise.
     default_scoring: Scoring = "binary"
+    #: Which of a build folder's two formats is benched when `--format` is not given: what the era's evaluator ran.
+    preferred_format: Literal["onnx", "bundle"] = "onnx"
     #: What `accuracy` compares: the binary decision with real/AI (ONNX era, contract §4), or the argmax
     #: with the multiclass label (today, current-contract §5: the entrance exam's reading).
     accuracy_against: Scoring = "binary"
@@ -92,6 +94,7 @@ PROFILES: dict[str, Profile] = {
             video_decoder="pyav",
             default_scoring="multiclass",
             accuracy_against="multiclass",
+            preferred_format="bundle",
             sound_logit_widths=(1, 2, 3),
         ),
     )

@@ -184,6 +184,7 @@ def build_results(state: "RunState") -> dict[str, Any]:
             "profile_description": state.profile.description,
             "model_name": state.model_name,
             "session": state.session_settings,
+            "model_format": state.model_format,
             "threads": state.session_settings["intra_op_num_threads"],
             "decode_workers": state.decode_workers,
             "batch_size": state.batch_size,

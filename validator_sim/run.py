@@ -26,7 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from discriminator.artifact import Artifact, load_artifact
+from discriminator.artifact import Artifact, formats_in, load_artifact
 from discriminator.errors import InputError, KitError, OutputExistsError, UsageError
 from discriminator.spec import DetectorSpec
 from validator_sim.datasets import (
@@ -125,6 +125,8 @@ class RunState:
     invalidated: str | None = None
     #: Dataset name → why the ONNX-era evaluator lost the rest of it (decord's N-channel frames).
     lost_datasets: dict[str, str] = field(default_factory=dict)
+    #: "onnx" or "bundle": which of the model's formats was benched.
+    model_format: str = "onnx"
     #: The robustness pass's records (current-contract §6), when one ran.
     robustness: dict[str, Any] | None = None
 
@@ -351,6 +353,13 @@ def open_model(artifact: Artifact, profile: Profile, threads: int, modality: str
     return OnnxSession(artifact.onnx_bytes, profile, threads), name
 
 
+def load_model_artifact(model_path: Path | str, model_format: str | None, profile: Profile) -> Artifact:
+    """The model to bench: the format asked for, else the one the profile's evaluator ran when a build folder has both."""
+    if model_format is None and Path(model_path).is_dir() and profile.preferred_format in formats_in(model_path):
+        model_format = profile.preferred_format
+    return load_artifact(model_path, model_format)
+
+
 def _only_modality(datasets: list[Dataset]) -> str:
     found = sorted({d.modality for d in datasets})
     if len(found) != 1:
@@ -368,7 +377,7 @@ def _run(model_path: Path | str, datasets: list[Dataset], profile: Profile, run_
     from validator_sim.reports import build_results, write_reports
 
     started = datetime.now(timezone.utc)
-    artifact = load_artifact(model_path, model_format)
+    artifact = load_model_artifact(model_path, model_format, profile)
     threads = threads or default_threads()
     session, model_name = open_model(artifact, profile, threads, modality, datasets, stack)
     session_settings = session.settings
@@ -404,7 +413,7 @@ def _run(model_path: Path | str, datasets: list[Dataset], profile: Profile, run_
         spec=artifact.spec, session_settings=session_settings,
         batch_size=batch_size or profile.batch_size_for(model_io.modality), decode_workers=decode_workers,
         seed=seed, max_per_dataset=max_per_dataset, frame_rate=frame_rate, plans=plans, started_at=started,
-        warnings=warnings, pixel_cache=pixel_cache, scoring=options, rendered=rendered,
+        warnings=warnings, pixel_cache=pixel_cache, scoring=options, rendered=rendered, model_format=artifact.format,
     )
     for plan in plans:
         if plan.error:

@@ -35,7 +35,8 @@ def _interval(kit: dict[str, Any], name: str) -> str:
 
 def _print_summary(results: dict[str, Any], out_dir: Optional[Path]) -> None:
     res, kit = results["results"], results["kit"]
-    table = Table(title=f"kit bench · {kit['model_name']} · profile {kit['profile']} · mode {results['metadata']['mode']}",
+    table = Table(title=f"kit bench · {kit['model_name']} ({kit['model_format']}) · profile {kit['profile']} · "
+                        f"mode {results['metadata']['mode']}",
                   caption="per dataset: one media type labels every sample, so MCC and sn34 are 0 by construction there; "
                           "accuracy (and mean p(AI)) is what a dataset can show", caption_justify="left")
     for column, justify in (("dataset", "left"), ("type", "left"), ("n", "right"), ("accuracy", "right"),
@@ -125,7 +126,7 @@ def bench_command(
     robustness: int = typer.Option(0, "--robustness", help="Robustness pass on N samples per dataset (seed 42), blended into sn34."),
     aug_weight: float = typer.Option(0.2, "--aug-weight", help="Weight of the robustness score in the blend (the network uses 0.2)."),
     compare: Optional[Path] = typer.Option(None, "--compare", help="results.json of another run on the same samples: paired Δsn34 and a verdict vs +0.010."),
-    model_format: Optional[str] = typer.Option(None, "--format", help="onnx or bundle, when a build folder holds both (default: onnx)."),
+    model_format: Optional[str] = typer.Option(None, "--format", help="onnx or bundle, when a build folder holds both (default: bundle under current, onnx under onnx-2026-02)."),
     modality: Optional[str] = typer.Option(None, "--modality", help="image or video, for a bundle whose manifest and datasets do not say."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default: results/<model>-<timestamp>/)."),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty --out folder."),
