@@ -92,6 +92,8 @@ def resolve_backbone(model: str, modality: str, task: str = "auto", weights: Pat
                      options: dict[str, Any] | None = None) -> tuple[Backbone, dict[str, Any]]:
     """Turn the `--model` string into a Backbone; also return the spec defaults the source implies."""
     options = dict(options or {})
+    if "task" in options:
+        raise UsageError("the task is not a model option", f"pass --task {options['task']} instead of --model-option task=…")
     if model.startswith("hf:"):
         from discriminator.sources.huggingface import load_hf_backbone
 

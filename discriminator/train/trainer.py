@@ -236,8 +236,6 @@ def _prepare_model(modality: str, model: str, height: int | None, width: int | N
         raise UsageError(f"modality must be image or video, got '{modality}'", "run `kit train image …` or `kit train video …`")
     if task not in TASKS:
         raise UsageError(f"--task must be one of {', '.join(TASKS)}, got '{task}'", "use --task classify")
-    if "task" in source_options:
-        raise UsageError("the task is not a model option", f"pass --task {source_options['task']} instead of --model-option task=…")
     options = dict(source_options)
     if is_checkpoint_dir(Path(model)):
         if source_options or class_names:
