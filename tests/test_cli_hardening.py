@@ -172,6 +172,22 @@ def test_py_module_in_the_current_folder_is_found_and_the_path_is_restored(tmp_p
     assert sys.path == path_before
 
 
+def test_py_file_imports_its_sibling_modules_and_the_path_is_restored(tmp_path, monkeypatch):
+    from discriminator.sources.python import import_factory
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "kit_test_sibling_layers.py").write_text("WIDTH = 7\n")
+    (project / "detector.py").write_text("from kit_test_sibling_layers import WIDTH\n\ndef make():\n    return WIDTH\n")
+    monkeypatch.chdir(tmp_path)  # the file is named by path from elsewhere, as in py:project/detector.py:make
+    path_before = list(sys.path)
+    try:
+        assert import_factory("project/detector.py:make")() == 7
+    finally:
+        sys.modules.pop("kit_test_sibling_layers", None)
+    assert sys.path == path_before
+
+
 def test_onnxruntime_log_stays_out_and_the_message_is_whole(tmp_path, capfd):
     fixtures = Path(__file__).parent / "fixtures" / "user_models.py"
     result = invoke("build", "video", "--model", f"py:{fixtures}:frozen_frames", *SMALL, "--out", str(tmp_path / "o"))

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from torch import nn
@@ -22,7 +23,23 @@ from discriminator.errors import InputError, KitError, UsageError, first_line
 from discriminator.wrapper import Backbone
 
 
-def import_factory(target: str):
+@contextmanager
+def _importable_from(folder: Path) -> Iterator[None]:
+    """`folder` first on sys.path for one import, as when a script runs from there: `kit` is a console script, so
+    neither the current folder nor a miner's file's own folder is on the path, and their sibling modules would not
+    import."""
+    entry = str(folder.resolve())
+    added = entry not in sys.path
+    if added:
+        sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        if added:
+            sys.path.remove(entry)
+
+
+def import_factory(target: str) -> Callable[[], object]:
     module_ref, sep, factory_name = target.rpartition(":")
     if not sep or not module_ref or not factory_name:
         raise UsageError(f"'py:{target}' is not of the form py:<module-or-file.py>:<factory>",
@@ -36,24 +53,18 @@ def import_factory(target: str):
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         try:
-            spec.loader.exec_module(module)
+            with _importable_from(path.parent):
+                spec.loader.exec_module(module)
         except Exception as exc:
             raise InputError(f"importing {path} failed: {type(exc).__name__}: {first_line(exc)}", "fix the error in your module") from exc
     else:
-        # `kit` runs as a console script, so the current folder is not on sys.path; a miner's module usually lives there.
-        cwd = os.getcwd()
-        added = cwd not in sys.path
-        if added:
-            sys.path.insert(0, cwd)
         try:
-            module = importlib.import_module(module_ref)
+            with _importable_from(Path.cwd()):
+                module = importlib.import_module(module_ref)
         except ImportError as exc:
             raise InputError(f"cannot import module '{module_ref}' ({exc})", "check the name, or pass a file path: py:path/to/file.py:factory") from exc
         except Exception as exc:
             raise InputError(f"importing {module_ref} failed: {type(exc).__name__}: {first_line(exc)}", "fix the error in your module") from exc
-        finally:
-            if added:
-                sys.path.remove(cwd)
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise UsageError(f"'{module_ref}' has no callable '{factory_name}'", "name the function that returns your nn.Module")
