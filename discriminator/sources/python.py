@@ -45,7 +45,7 @@ def import_factory(target: str) -> Callable[[], object]:
         raise UsageError(f"'py:{target}' is not of the form py:<module-or-file.py>:<factory>",
                          "e.g. --model py:my_detector.py:build_model")
     if module_ref.endswith(".py") or "/" in module_ref:
-        path = Path(module_ref)
+        path = Path(module_ref).expanduser()
         if not path.is_file():
             raise InputError(f"{path} does not exist", "check the path in py:<file.py>:<factory>")
         name = f"kit_user_{path.stem}"
