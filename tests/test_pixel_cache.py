@@ -294,3 +294,25 @@ def test_prepare_errors_are_cached_as_errors(tmp_path: Path) -> None:
     for _ in range(2):  # an unreadable path goes to `prepare` every time: it may be readable later
         cached(tmp_path / "missing.png")
     assert len(calls) == 3 and cache.stats.stored == 1
+
+
+def test_a_rewritten_file_is_hashed_afresh_even_with_its_mtime_restored(tmp_path: Path) -> None:
+    cache, recipe = PixelCache(tmp_path / "c"), _recipe()
+    rng = np.random.default_rng(9)
+    path = tmp_path / "photo.png"
+    path.write_bytes(image_bytes(random_image(rng, 64, 64)))
+    first = cache.digest(path)
+    assert first == media_digest(path) and cache.digest(path) == first
+    assert cache.info().remembered_files == 1
+
+    before = path.stat()
+    replacement = image_bytes(random_image(rng, 64, 64))
+    path.write_bytes(replacement[: before.st_size].ljust(before.st_size, b"\0"))  # same size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the old mtime: only ctime tells
+    assert cache.digest(path) == media_digest(path) != first
+
+    prepared = cache.cached(lambda p: np.full(recipe.sample_shape, 3, dtype=np.uint8), recipe)
+    prepared(path)
+    assert cache.stats.stored == 1 and cache.stats.hits == 0
+    samples, _ = cache.clear()
+    assert samples == 1 and not (tmp_path / "c" / "files").exists() and cache.info().remembered_files == 0

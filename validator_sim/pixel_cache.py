@@ -8,8 +8,10 @@ two digests:
   whole profile record, modality, H×W, T, frame rate, the preparing function's name and
   the source of it and of the decode/preprocess modules, and `decoder_versions()`.
   Changing any of them gives a new recipe, so stale pixels are never reused;
-* the **media**: sha256 of the sample's bytes (a file is read and hashed, archive and
-  parquet members are hashed as read).
+* the **media**: sha256 of the sample's bytes (archive and parquet members are hashed as
+  read). A file's digest is remembered under its path, device, inode, size, mtime and
+  ctime, so a cached rerun does not read whole large files again; any change to the
+  file (ctime cannot be set back) makes it hash afresh.
 
 Layout under the cache folder (default `~/.cache/sn34-kit/pixels`, `$XDG_CACHE_HOME`
 respected, `$KIT_CACHE_DIR` replaces `~/.cache/sn34-kit`)::
@@ -18,6 +20,7 @@ respected, `$KIT_CACHE_DIR` replaces `~/.cache/sn34-kit`)::
     pixels/<recipe digest>/recipe.json               # what the recipe was, for `kit cache info`
     pixels/<recipe digest>/<ab>/<media digest>.npy   # the pixels (numpy's .npy: header, then raw uint8)
     pixels/<recipe digest>/<ab>/<media digest>.err   # {"reason", "detail"} of a dropped sample
+    pixels/files/<ab>/<file key>                     # a file's remembered sha256
 
 Entries are written to a temporary name in the same folder and renamed into place
 (`os.replace`), so an interrupted run never leaves a partial entry under a real name;
@@ -63,8 +66,11 @@ PIXELS_SUFFIX = ".npy"
 ERROR_SUFFIX = ".err"
 RECIPE_NAME = "recipe.json"
 TAG_NAME = "CACHEDIR.TAG"
+#: Folder of remembered file digests.
+FILES_DIR = "files"
 TAG_TEXT = ("Signature: 8a477f597d28d172789f06886806bc55\n"
             "# sn34-kit pixel cache: preprocessed samples for kit bench / kit train. Safe to delete.\n")
+_DIGEST_KEY = re.compile(r"[0-9a-f]{32}")
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2,
                "g": 1024**3, "gb": 1024**3, "gib": 1024**3, "t": 1024**4, "tb": 1024**4, "tib": 1024**4}
 
@@ -219,7 +225,10 @@ class CacheInfo:
     limit: int
     entries: int
     errors: int
+    #: Bytes on disk, remembered file digests included.
     size: int
+    #: Files whose sha256 is remembered, so a rerun does not read them whole.
+    remembered_files: int = 0
     recipes: list[RecipeUsage] = field(default_factory=list)
 
 
@@ -354,12 +363,38 @@ class PixelCache:
             os.replace(temp, recipe_path)
         self._ready_recipes.add(recipe.digest)
 
+    def digest(self, source: MediaSource) -> str:
+        """`media_digest(source)`; for a file, remembered under its identity and times. Raises OSError if unreadable."""
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return media_digest(source)
+        info = os.stat(source)
+        identity = (f"{os.path.realpath(source)}\0{info.st_dev}\0{info.st_ino}\0{info.st_size}\0"
+                    f"{info.st_mtime_ns}\0{info.st_ctime_ns}")
+        key = hashlib.sha256(identity.encode()).hexdigest()[:32]
+        memo = self.root / FILES_DIR / key[:2] / key
+        try:
+            remembered = memo.read_text()
+            if re.fullmatch(r"[0-9a-f]{64}", remembered):
+                return remembered
+        except OSError:
+            pass
+        digest = media_digest(source)
+        if self.stats.write_failure is None:
+            temp = memo.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
+            try:
+                memo.parent.mkdir(parents=True, exist_ok=True)
+                temp.write_text(digest)
+                os.replace(temp, memo)
+            except OSError:
+                temp.unlink(missing_ok=True)
+        return digest
+
     def cached(self, prepare: PrepareFn, recipe: PixelRecipe) -> PrepareFn:
         """`prepare` behind the cache: the same result for every payload, decoded only on a miss."""
 
         def prepare_cached(payload: MediaSource) -> Prepared:
             try:
-                digest = media_digest(payload)
+                digest = self.digest(payload)
             except OSError:  # unreadable now, perhaps not later: `prepare` reports it, uncached
                 return prepare(payload)
             hit = self.lookup(recipe, digest)
@@ -374,13 +409,16 @@ class PixelCache:
     # -- size ----------------------------------------------------------------------------------------
 
     def _entries(self) -> list[tuple[float, int, Path]]:
-        """(mtime, size, path) of every entry; removes temporary files left by killed processes."""
+        """(mtime, bytes on disk, path) of every entry and remembered file digest; removes temporary files
+        left by killed processes."""
         found: list[tuple[float, int, Path]] = []
         if not self.root.is_dir():
             return found
         now = time.time()
-        for recipe_dir in filter(_is_recipe_dir, self.root.iterdir()):
-            for shard in recipe_dir.iterdir():
+        for folder in self.root.iterdir():
+            if not (_is_recipe_dir(folder) or (folder.name == FILES_DIR and folder.is_dir())):
+                continue
+            for shard in folder.iterdir():
                 if not shard.is_dir():
                     if shard.name.endswith(".tmp"):
                         _remove_if_stale(shard, now)
@@ -392,8 +430,10 @@ class PixelCache:
                         continue
                     if entry.name.endswith(".tmp"):
                         _remove_if_stale(Path(entry.path), now)
-                    elif entry.name.endswith((PIXELS_SUFFIX, ERROR_SUFFIX)):
-                        found.append((info.st_mtime, info.st_size, Path(entry.path)))
+                    elif entry.name.endswith((PIXELS_SUFFIX, ERROR_SUFFIX)) or _DIGEST_KEY.fullmatch(entry.name):
+                        # What the file takes on disk: a 64-byte remembered digest still fills a block.
+                        found.append((info.st_mtime, max(info.st_size, getattr(info, "st_blocks", 0) * 512),
+                                      Path(entry.path)))
         return found
 
     def _scan_usage(self) -> int:
@@ -428,8 +468,10 @@ class PixelCache:
     def info(self) -> CacheInfo:
         """Location, limit and what the cache holds, per recipe (most recently used first)."""
         by_recipe: dict[Path, list[tuple[float, int, Path]]] = {}
-        for entry in self._entries():
+        everything = self._entries()
+        for entry in everything:
             by_recipe.setdefault(entry[2].parent.parent, []).append(entry)
+        remembered = by_recipe.pop(self.root / FILES_DIR, [])
         recipes = []
         for folder, entries in by_recipe.items():
             try:
@@ -442,23 +484,26 @@ class PixelCache:
                 size=sum(size for _, size, _ in entries), last_used=max(mtime for mtime, _, _ in entries)))
         recipes.sort(key=lambda r: r.last_used, reverse=True)
         return CacheInfo(location=self.root, limit=self.limit_bytes, entries=sum(r.entries for r in recipes),
-                         errors=sum(r.errors for r in recipes), size=sum(r.size for r in recipes), recipes=recipes)
+                         errors=sum(r.errors for r in recipes), size=sum(size for _, size, _ in everything),
+                         remembered_files=len(remembered), recipes=recipes)
 
     def clear(self) -> tuple[int, int]:
-        """Delete every entry (only folders named like recipe digests); returns (entries, bytes) removed."""
+        """Delete every entry and remembered digest (only folders this cache names); returns (samples, bytes) removed."""
         entries = self._entries()
         if self.root.is_dir():
-            for folder in filter(_is_recipe_dir, self.root.iterdir()):
-                shutil.rmtree(folder, ignore_errors=True)
+            for folder in self.root.iterdir():
+                if _is_recipe_dir(folder) or (folder.name == FILES_DIR and folder.is_dir()):
+                    shutil.rmtree(folder, ignore_errors=True)
         with self._lock:
             self._usage = 0
             self._ready_recipes.clear()
-        return len(entries), sum(size for _, size, _ in entries)
+        samples = sum(1 for _, _, path in entries if path.parent.parent.name != FILES_DIR)
+        return samples, sum(size for _, size, _ in entries)
 
 
 def _is_recipe_dir(path: Path) -> bool:
     """A folder this cache made: named by a recipe digest (its recipe.json may be missing after a kill)."""
-    return path.is_dir() and re.fullmatch(r"[0-9a-f]{32}", path.name) is not None
+    return path.is_dir() and _DIGEST_KEY.fullmatch(path.name) is not None
 
 
 def _remove_if_stale(temp: Path, now: float) -> None:

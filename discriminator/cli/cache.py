@@ -47,6 +47,7 @@ def info_command(
     info = _open(size).info()
     console.print(f"location: {info.location}")
     console.print(f"entries:  {info.entries} ({info.errors} cached decode errors)")
+    console.print(f"files:    {info.remembered_files} whose sha256 is remembered (reruns need not read them whole)")
     console.print(f"size:     {format_size(info.size)} of {format_size(info.limit)} "
                   f"({100 * info.size / info.limit:.0f} %; least recently used entries go first)")
     if info.recipes:
