@@ -100,6 +100,15 @@ def test_corrupt_safetensors_in_a_hugging_face_folder_is_one_line(tmp_path, vit3
     assert_one_line_error(result, 2, str(broken), "header too large")
 
 
+@pytest.mark.parametrize("record", ["[1, 2]", '{"source": "example-image", "modality": "image", "spec": [224]}'])
+def test_damaged_checkpoint_record_is_one_line(tmp_path, record):
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    (checkpoint / "checkpoint.json").write_text(record)
+    result = invoke("build", "image", "--model", str(checkpoint), "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, 2, "checkpoint.json", "kit train")
+
+
 @pytest.mark.parametrize("option", ["channels=abc", "channels=8,x", "seed=[1,2]"])
 def test_bad_model_option_value_is_one_line(tmp_path, option):
     result = invoke("build", "image", "--model-option", option, *SMALL, "--out", str(tmp_path / "o"))

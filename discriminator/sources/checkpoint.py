@@ -44,9 +44,12 @@ def read_checkpoint(directory: Path) -> dict[str, Any]:
         record = json.loads((directory / CHECKPOINT_FILE).read_text())
     except json.JSONDecodeError as exc:
         raise InputError(f"{directory / CHECKPOINT_FILE} is not valid JSON ({exc})", "re-create the checkpoint with `kit train`") from exc
-    for key in ("source", "modality", "spec"):
-        if key not in record:
-            raise InputError(f"{directory / CHECKPOINT_FILE} has no '{key}'", "re-create the checkpoint with `kit train`")
+    if not isinstance(record, dict):
+        raise InputError(f"{directory / CHECKPOINT_FILE} is not a JSON object", "re-create the checkpoint with `kit train`")
+    for key, kind in (("source", str), ("modality", str), ("spec", dict)):
+        if not isinstance(record.get(key), kind):
+            raise InputError(f"{directory / CHECKPOINT_FILE} has no {kind.__name__} '{key}'",
+                             "re-create the checkpoint with `kit train`")
     return record
 
 
