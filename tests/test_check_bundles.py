@@ -152,10 +152,21 @@ RUNTIME = [
 ]
 
 
+@pytest.fixture(scope="module")
+def runtime_results(tmp_path_factory) -> dict[str, dict]:
+    """Every RUNTIME bundle checked once, two at a time (each check waits on its own worker process)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = tmp_path_factory.mktemp("runtime")
+    folders = {case: make_bundle(root / f"case{i}", **changes) for i, (case, changes, _, _) in enumerate(RUNTIME)}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reports = dict(zip(folders, pool.map(lambda folder: run_check(folder, threads=1), folders.values())))
+    return {case: rules_of(report) for case, report in reports.items()}
+
+
 @pytest.mark.parametrize("case, changes, expected, fragment", RUNTIME, ids=[c[0] for c in RUNTIME])
-def test_each_runtime_mistake_is_flagged_by_exactly_its_rule(tmp_path, case, changes, expected, fragment):
-    folder = make_bundle(tmp_path / "bundle", **changes)
-    rules = rules_of(run_check(folder, threads=1))
+def test_each_runtime_mistake_is_flagged_by_exactly_its_rule(runtime_results, case, changes, expected, fragment):
+    rules = runtime_results[case]
     assert flagged(rules) == expected, {k: rules[k]["message"] for k in flagged(rules)}
     assert fragment in rules[next(iter(expected))]["message"]
 
