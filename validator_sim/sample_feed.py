@@ -1,6 +1,7 @@
 """The decode side of `kit bench`'s pipeline: the pixel cache in front of decoding, and how many workers decode.
 
-onnxruntime keeps every core (its intra-op threads sleep while it waits for a batch).
+The model keeps every core (onnxruntime's intra-op threads, or torch's for a bundle, sleep
+while it waits for a batch).
 The decode pool has one thread per core, but only `active` of them decode at a time,
 and `active` is chosen from the work itself: after every batch the feed compares the
 running mean of the wall time one worker spends per sample (decoding, or reading the
@@ -111,7 +112,7 @@ def feed_summary(kit: dict[str, Any]) -> list[str]:
     if not split:
         return []
     lines = [f"decode workers: {split['decode_workers']} of {split['decode_pool_threads']} beside "
-             f"{kit['threads']} onnxruntime thread(s), chosen by {split['chosen_by']}"
+             f"{kit['threads']} inference thread(s), chosen by {split['chosen_by']}"
              + (f" (decode {split['decode_ms_per_sample']:.1f} ms/sample, inference "
                 f"{split['inference_ms_per_sample']:.1f} ms/sample)"
                 if split["decode_ms_per_sample"] is not None and split["inference_ms_per_sample"] is not None else "")]
