@@ -140,3 +140,8 @@ def test_a_syntax_error_is_a_violation_not_a_crash(source):
 def test_imports_inside_functions_are_found_too():
     found = codes("import torch\n\ndef load_model(weights_path, num_classes=3):\n    import os\n    return os\n")
     assert found == [(4, "blocked-import", "os")]
+
+
+def test_a_star_import_is_reported_because_it_hides_blocked_names():
+    assert codes("from torch import *\nmodel = compile\n") == [(1, "star-import", "torch.*"), (2, "blocked-builtin", "compile")]
+    assert codes("from os import *\n") == [(1, "blocked-import", "os")]

@@ -73,6 +73,7 @@ RELATIVE_IMPORT = "relative-import"
 SIBLING_IMPORT = "sibling-import"
 BLOCKED_ATTRIBUTE = "blocked-attribute"
 BLOCKED_BUILTIN = "blocked-builtin"
+STAR_IMPORT = "star-import"
 
 #: What to do instead, for the modules miners reach for most.
 _IMPORT_FIXES: dict[str, str] = {
@@ -189,6 +190,9 @@ class _Analyzer(ast.NodeVisitor):
         if module_status(module) == "blocked":
             self._check_module(node, module)
             return
+        if any(alias.name == "*" for alias in node.names):
+            self._add(node, STAR_IMPORT, f"{module}.*", f"`from {module} import *` (hides which names model.py uses, "
+                      "blocked ones such as torch.compile included)", f"import the names you use from {module} explicitly")
         blocked_names = False
         for alias in node.names:
             full = f"{module}.{alias.name}"
