@@ -161,3 +161,17 @@ def test_paired_comparison_gives_delta_interval_and_verdict() -> None:
     assert same["delta_sn34"] == 0 and same["delta_interval"] == [0.0, 0.0] and "does not clear" in same["verdict"]
     with pytest.raises(UsageError, match="different samples"):
         paired_comparison(ours[:-1], theirs, ScoringOptions())
+
+
+def test_cross_entropy_is_weighted_like_every_other_metric() -> None:
+    truth, probs = _random_run(11, n=30)
+    datasets = ["pub"] * 20 + ["x-holdout-1"] * 10
+    weighted = score_rows(_records(truth, probs, datasets), ScoringOptions(shares={"holdout": 2 / 3, "public": 1 / 3}))
+    repeat = np.array([1] * 20 + [4] * 10)
+    replicated = score_rows(_records(np.repeat(truth, repeat), np.repeat(probs, repeat, axis=0),
+                                     list(np.repeat(datasets, repeat))), ScoringOptions())
+    assert weighted["binary_cross_entropy"] == pytest.approx(replicated["binary_cross_entropy"], abs=1e-12)
+    p_ai = np.clip(1 - probs[:, 0], 1e-7, 1 - 1e-7)
+    y = (truth > 0).astype(float)
+    plain = score_rows(_records(truth, probs, datasets), ScoringOptions())
+    assert plain["binary_cross_entropy"] == pytest.approx(float(-np.mean(y * np.log(p_ai) + (1 - y) * np.log(1 - p_ai))))

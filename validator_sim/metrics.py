@@ -285,7 +285,9 @@ def score_samples(binary_labels: Sequence[int], binary_preds: Sequence[int], p_a
     if scored:
         binary = weighted_confusion(y, binary_preds, w, 2)
         b_mcc = _binary_mcc_of(binary)
-        b_brier = float(np.sum(w * (_clipped(p_ai) - y) ** 2) / w.sum())
+        q = _clipped(p_ai)
+        b_brier = float(np.sum(w * (q - y) ** 2) / w.sum())
+        b_ce = float(-np.sum(w * (y * np.log(q) + (1 - y) * np.log(1 - q))) / w.sum())
         multi = weighted_confusion(labels_k, preds_k, w, k)
         g_mcc = gorodkin_rk(multi)
         onehot = np.eye(k)[labels_k]
@@ -293,7 +295,7 @@ def score_samples(binary_labels: Sequence[int], binary_preds: Sequence[int], p_a
         acc = float(np.sum(w * (preds_k == labels_k)) / w.sum())
     else:
         multi = np.zeros((k, k))
-        b_mcc = g_mcc = 0.0
+        b_mcc = g_mcc = b_ce = 0.0
         b_brier, m_brier, acc = BRIER_BASELINE, (k - 1) / k, 0.0
     recall = {}
     for cls in range(k):
@@ -304,6 +306,7 @@ def score_samples(binary_labels: Sequence[int], binary_preds: Sequence[int], p_a
         "accuracy": acc,
         "binary_mcc": b_mcc,
         "binary_brier": b_brier,
+        "binary_cross_entropy": b_ce,
         "binary_sn34_score": sn34_from(b_mcc, b_brier, BRIER_BASELINE, scored),
         "gorodkin_mcc": g_mcc,
         "multiclass_brier": m_brier,

@@ -169,7 +169,7 @@ def build_results(state: "RunState") -> dict[str, Any]:
             "correct_predictions": sum(1 for r in scored if r["correct"]),
             "accuracy": accuracy,
             **timing,
-            "binary_cross_entropy": overall["binary_cross_entropy"],
+            "binary_cross_entropy": score["binary_cross_entropy"],
             **{key: headline[key] for key in SCORE_FIELDS},
             "scoring": options.scoring,
             "per_class_recall": _class_recall(score["per_class_recall"]),
