@@ -234,6 +234,30 @@ def test_every_command_reports_errors_through_kit_command():
         assert any(getattr(f, "one_line_errors", False) for f in chain), f"kit {name} is not wrapped in @kit_command"
 
 
+def test_an_error_raised_in_a_miners_own_code_names_the_file_and_line(tmp_path):
+    from discriminator.cli.common import error_line
+
+    user_file = tmp_path / "my_net.py"
+    user_file.write_text("def forward():\n    raise IndexError('index 3 is out of bounds')\n")
+    namespace: dict = {}
+    exec(compile(user_file.read_text(), str(user_file), "exec"), namespace)
+    with pytest.raises(IndexError) as caught:
+        namespace["forward"]()
+    message, code = error_line(caught.value)
+    assert code == 1 and f"{user_file}:2" in message and "index 3 is out of bounds" in message
+    assert "bug in kit" not in message
+    # The same from a file inside the kit's own package is the kit's bug (this test's frame is cut off the traceback).
+    import discriminator
+
+    kit_file = Path(discriminator.__file__).parent / "not_a_real_module.py"
+    exec(compile("def lookup():\n    return {}['missing']\n", str(kit_file), "exec"), namespace)
+    try:
+        namespace["lookup"]()
+    except KeyError as exc:
+        inside_the_kit = exc.with_traceback(exc.__traceback__.tb_next)
+    assert "bug in kit" in error_line(inside_the_kit)[0]
+
+
 @pytest.mark.parametrize("raised,code,needle", [
     (MemoryError(), 1, "out of memory"),
     (RuntimeError("a bug in the kit"), 1, "KIT_DEBUG=1"),

@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from enum import Enum
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -92,11 +93,32 @@ KNOWN_ERRORS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...],
 )
 
 
+def _user_code_location(exc: BaseException) -> str | None:
+    """`file.py:line` of the innermost traceback frame in a miner's own code: outside the kit's packages, the standard
+    library and installed packages. None when the exception never passed through such code."""
+    import sysconfig
+    import traceback
+
+    kit_root = Path(__file__).resolve().parents[2]
+    skipped = tuple(str(folder) for folder in (
+        *(kit_root / package for package in ("discriminator", "validator_sim", "onnx_examples")),
+        *(Path(sysconfig.get_paths()[key]).resolve() for key in ("stdlib", "platstdlib", "purelib", "platlib"))))
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        filename = str(Path(frame.filename).resolve()) if not frame.filename.startswith("<") else ""
+        if filename and not filename.startswith(skipped):
+            return f"{frame.filename}:{frame.lineno}"
+    return None
+
+
 def error_line(exc: BaseException) -> tuple[str, int]:
     """The one line and exit code `kit` prints for `exc`."""
     for types, describe in KNOWN_ERRORS:
         if isinstance(exc, types):
             return describe(exc)
+    where = _user_code_location(exc)
+    if where:
+        return (f"your code raised {type(exc).__name__} at {where}: {first_line(exc)} — fix it there "
+                "(KIT_DEBUG=1 shows the traceback)", 1)
     return (f"unexpected {type(exc).__name__}: {first_line(exc)} — this is a bug in kit: rerun with KIT_DEBUG=1 "
             "and report the traceback", 1)
 
