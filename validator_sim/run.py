@@ -275,9 +275,9 @@ def run_bench(
     shares (current-contract §5); `rendered` reads `rendered/` datasets as real or as a fourth class;
     `robustness` N > 0 runs the robustness pass on N samples per dataset, blended with `aug_weight`.
     `model_format` picks onnx or bundle in a build folder holding both; `modality` names a bundle's
-    modality when neither its manifest nor its datasets say. `compare` is an earlier run's results.json:
-    the paired Δsn34 against it lands in `results["kit"]["compare"]` (with `refused` saying why when the
-    two runs scored different samples).
+    modality when neither its manifest nor its datasets say. `compare` is an earlier run's results.json,
+    or another model, benched here on the same samples under the same rules: the paired Δsn34 against it
+    lands in `results["kit"]["compare"]` (with `refused` saying why when the runs scored different samples).
     """
     from validator_sim.reports import build_results, write_reports
 
@@ -300,15 +300,27 @@ def run_bench(
         raise UsageError(f"--aug-weight must be between 0 and 1, got {aug_weight}", "the evaluator uses 0.2")
     from validator_sim.reports import load_run_records
 
-    other_records = load_run_records(compare) if compare is not None else None
+    other_records = load_run_records(compare) if compare is not None and is_results_path(compare) else None
     with ExitStack() as stack:
         result = _run(model_path, datasets, profile, run_mode, options, rendered, robustness, aug_weight, model_format,
                       modality, stack, max_per_dataset=max_per_dataset, seed=seed, batch_size=batch_size,
                       threads=threads, decode_workers=decode_workers, frame_rate=frame_rate, pixel_cache=pixel_cache,
                       out_dir=out_dir, force=force, write=write, plots=plots, on_progress=on_progress)
+    if compare is not None and other_records is None:  # another model: bench it on the same samples, same rules
+        other = run_bench(compare, datasets, profile, mode=mode, max_per_dataset=max_per_dataset, seed=seed,
+                          batch_size=batch_size, threads=threads, decode_workers=decode_workers, frame_rate=frame_rate,
+                          pixel_cache=pixel_cache, scoring=scoring, shares=shares, rendered=rendered,
+                          model_format=model_format, modality=modality, write=False)
+        other_records = other.records
     if other_records is not None:
         attach_comparison(result, other_records, options, Path(compare))
     return result
+
+
+def is_results_path(path: Path | str) -> bool:
+    """Whether `--compare` names an earlier run (its results.json, or the folder holding one) rather than a model."""
+    path = Path(path)
+    return path.suffix.lower() == ".json" or (path.is_dir() and (path / "results.json").is_file())
 
 
 def attach_comparison(result: "BenchResult", other_records: list[dict[str, Any]], options: ScoringOptions,

@@ -19,6 +19,7 @@ EXAMPLES = [
     ("kit bench model.onnx --data data/ --max-per-dataset 500 --seed 7 --out results/run7 --force", "a fixed, reproducible sample"),
     ("kit bench out/video/bundle --data data/ --profile current --robustness 20", "a bundle as today's evaluator scores it, with the robustness pass"),
     ("kit bench new.zip --data data/ --profile current --compare results/king/results.json", "paired Δsn34 against another run, vs the +0.010 margin"),
+    ("kit bench new.zip --data data/ --profile current --compare king.zip", "both models on the same samples in one run"),
 ]
 
 
@@ -125,7 +126,7 @@ def bench_command(
     rendered: str = typer.Option("real", "--rendered", help="How rendered/ datasets count: real (the newest evaluator) or fourth-class."),
     robustness: int = typer.Option(0, "--robustness", help="Robustness pass on N samples per dataset (seed 42), blended into sn34."),
     aug_weight: float = typer.Option(0.2, "--aug-weight", help="Weight of the robustness score in the blend (the network uses 0.2)."),
-    compare: Optional[Path] = typer.Option(None, "--compare", help="results.json of another run on the same samples: paired Δsn34 and a verdict vs +0.010."),
+    compare: Optional[Path] = typer.Option(None, "--compare", help="Another run's results.json, or another model benched here on the same samples: paired Δsn34 and a verdict vs +0.010."),
     model_format: Optional[str] = typer.Option(None, "--format", help="onnx or bundle, when a build folder holds both (default: bundle under current, onnx under onnx-2026-02)."),
     modality: Optional[str] = typer.Option(None, "--modality", help="image or video, for a bundle whose manifest and datasets do not say."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default: results/<model>-<timestamp>/)."),
