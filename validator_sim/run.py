@@ -300,6 +300,8 @@ def run_bench(
         raise UsageError(f"--aug-weight must be between 0 and 1, got {aug_weight}", "the evaluator uses 0.2")
     from validator_sim.reports import load_run_records
 
+    if compare is not None and not Path(compare).exists():
+        raise InputError(f"--compare {compare} does not exist", "pass another run's results.json, or another model")
     other_records = load_run_records(compare) if compare is not None and is_results_path(compare) else None
     with ExitStack() as stack:
         result = _run(model_path, datasets, profile, run_mode, options, rendered, robustness, aug_weight, model_format,
