@@ -3,10 +3,13 @@
 `run_bench` is the library entry point `kit bench` is a thin layer over. A producer
 thread streams payloads in listing order and hands each sample to a pool of decode
 workers; finished batches wait in a bounded queue while the main thread runs the
-previous one through onnxruntime, so memory stays bounded by a few batches however
-large the datasets are. Samples that cannot be decoded are counted with their reason;
-a failing `session.run` becomes error rows and the run goes on; Ctrl-C stops the run
-and the reports of what was scored so far are still written, marked incomplete.
+previous one through the model's session (onnxruntime, or torch for a bundle), so
+memory stays bounded by a few batches however large the datasets are. Samples that
+cannot be decoded are counted with their reason; a failing batch becomes error rows
+and the run goes on, or — where the profile's evaluator voids the run — stops it as
+unscorable; Ctrl-C stops the run and the reports of what was scored so far are still
+written, marked incomplete. The robustness pass and the comparison with another run
+follow the base pass.
 """
 
 from __future__ import annotations
