@@ -343,8 +343,11 @@ def test_a_video_bundle_takes_t_and_frame_rate_from_its_yaml_and_applies_rotatio
             set_display_matrix(path, 0, 1, -1, 0)  # a portrait phone clip: rotation −90
         clips[f"p{i}.mp4"] = path
     bundle = make_bundle(tmp_path / "vb", height=32, width=32, frames=3, frame_rate=10)
-    result = run_bench(bundle, discover_datasets(tmp_path / "data"), "current", mode="full", write=False, threads=1)
+    result = run_bench(bundle, discover_datasets(tmp_path / "data"), "current", mode="full", write=False, threads=1,
+                       robustness=2)
     assert result.results["kit"]["target"] == {"height": 32, "width": 32, "frames": 3}
+    rob = result.results["kit"]["robustness"]
+    assert rob["samples"] == 2 and rob["skipped"] == {} and 0.0 <= rob["aug_sn34_score"] <= 1.0
     assert result.results["kit"]["frame_rate"] == 10
     for record in result.records:
         with av.open(str(clips[record["sample"]])) as container:
