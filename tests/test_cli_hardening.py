@@ -216,6 +216,19 @@ def test_help_wraps_long_descriptions_instead_of_cutting_them():
     assert "  kit build video --model hf-videomae --name vmae\n" in result.output
 
 
+def test_models_says_when_nothing_matches_and_refuses_an_unknown_modality():
+    nothing = invoke("models", "zz-*")
+    assert_one_line_error(nothing, 2, "no registered source matches 'zz-*'")
+    assert invoke("models", "--modality", "audio").exit_code == 2
+
+
+def test_models_never_splits_or_cuts_a_name_in_a_narrow_terminal():
+    result = runner.invoke(app, ["models"], env={"COLUMNS": "50"})
+    assert result.exit_code == 0 and "…" not in result.output
+    for name in ("example-image", "example-video", "hf-resnet50", "hf-videomae"):
+        assert f" {name} " in result.output
+
+
 def test_every_command_reports_errors_through_kit_command():
     import typer
 
