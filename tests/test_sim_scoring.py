@@ -175,3 +175,17 @@ def test_cross_entropy_is_weighted_like_every_other_metric() -> None:
     y = (truth > 0).astype(float)
     plain = score_rows(_records(truth, probs, datasets), ScoringOptions())
     assert plain["binary_cross_entropy"] == pytest.approx(float(-np.mean(y * np.log(p_ai) + (1 - y) * np.log(1 - p_ai))))
+
+
+@pytest.mark.parametrize("against", ["binary", "multiclass"])
+def test_accuracy_interval_is_of_the_accuracy_the_profile_reports(against):
+    """A model that calls everything synthetic: binary accuracy 2/3, argmax-vs-class accuracy 1/3."""
+    from validator_sim.scoring import ScoringOptions, bootstrap_intervals
+
+    rows = []
+    for i, (dataset, class_label) in enumerate([("r", 0), ("s", 1), ("m", 2)] * 20):
+        rows.append({"dataset": dataset, "sample": str(i), "status": "ok", "label": int(class_label > 0),
+                     "predicted": 1, "p_ai": 0.9, "class_label": class_label, "class_probs": [0.1, 0.8, 0.1]})
+    low, high = bootstrap_intervals(rows, ScoringOptions(), accuracy_against=against)["accuracy"]
+    expected = 2 / 3 if against == "binary" else 1 / 3
+    assert low <= expected <= high

@@ -133,7 +133,7 @@ def build_results(state: "RunState") -> dict[str, Any]:
     verdict = _verdict(state, len(scored))
     if verdict:
         errors.insert(0, verdict)
-    intervals = bootstrap_intervals(scored, options)
+    intervals = bootstrap_intervals(scored, options, accuracy_against=state.profile.accuracy_against)
     robustness = _robustness_summary(state, score)
     headline = dict(score)
     if robustness:

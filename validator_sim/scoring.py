@@ -118,10 +118,12 @@ def _replicate_scores(labels: np.ndarray, preds: np.ndarray, p_ai: np.ndarray, c
         binary_brier = counts @ ((q - labels) ** 2) / total
         multi_brier = counts @ np.sum((class_probs - np.eye(k)[class_labels]) ** 2, axis=1) / total
         accuracy = counts @ (pred_k == class_labels).astype(np.float64) / total
+        binary_accuracy = counts @ (preds == labels).astype(np.float64) / total
     binary_mcc, gorodkin = rk(confusion(labels, preds, 2)), rk(confusion(class_labels, pred_k, k))
     binary = np.array([sn34_from(m, b, BRIER_BASELINE) for m, b in zip(binary_mcc, binary_brier)])
     multi = np.array([sn34_from(m, b, (k - 1) / k) for m, b in zip(gorodkin, multi_brier)])
-    return {"binary_sn34_score": binary, "multiclass_sn34_score": multi, "accuracy": accuracy}
+    return {"binary_sn34_score": binary, "multiclass_sn34_score": multi, "accuracy": accuracy,
+            "binary_accuracy": binary_accuracy}
 
 
 def _resample_blocks(datasets: list[str], weights: np.ndarray, resamples: int, seed: int) -> Iterator[np.ndarray]:
@@ -144,8 +146,11 @@ def _resample_counts(datasets: list[str], weights: np.ndarray, resamples: int,
 
 
 def bootstrap_intervals(rows: list[dict[str, Any]], options: ScoringOptions, resamples: int = BOOTSTRAP_RESAMPLES,
-                        seed: int = BOOTSTRAP_SEED) -> dict[str, list[float] | None]:
-    """95 % percentile intervals of INTERVAL_SCORES, resampling samples within each dataset (stratified)."""
+                        seed: int = BOOTSTRAP_SEED, accuracy_against: str = "multiclass") -> dict[str, list[float] | None]:
+    """95 % percentile intervals of INTERVAL_SCORES, resampling samples within each dataset (stratified).
+
+    `accuracy_against` is the profile's reading of accuracy: the binary decision (ONNX era) or the argmax
+    against the class label (current), so the interval is of the same number the report prints."""
     if len(rows) < 2:
         return {name: None for name in INTERVAL_SCORES}
     weights = sample_weights(rows, options)
@@ -154,6 +159,8 @@ def bootstrap_intervals(rows: list[dict[str, Any]], options: ScoringOptions, res
               for counts in _resample_blocks([r["dataset"] for r in rows], weights, resamples, seed)]
     scores = {name: np.concatenate([block[name] for block in blocks]) for name in blocks[0]}
     scores["sn34_score"] = scores[f"{options.scoring}_sn34_score"]
+    if accuracy_against == "binary":
+        scores["accuracy"] = scores["binary_accuracy"]
     return {name: [float(np.percentile(scores[name], 2.5)), float(np.percentile(scores[name], 97.5))]
             for name in INTERVAL_SCORES}
 
