@@ -82,11 +82,12 @@ def test_finetune_lowers_validation_loss_and_keeps_the_best_epoch(tmp_path, imag
     record = read_checkpoint(result.checkpoint)
     assert record["source"] == "example-image" and record["source_options"] == TINY_IMAGE
     assert record["training"]["best_epoch"] == result.best_epoch and record["spec"]["height"] == 32
-    # The same seed trains the same weights.
+    # The same seed trains the same model: identical figures on one thread or without the EMA; with the EMA on
+    # two threads, oneDNN's evaluation of the averaged copy differed in the last float bits (≤ 3e-7) between runs.
     again = train_detector(TrainRequest(
         modality="image", data=train_dir, val=val_dir, epochs=5, batch_size=8, learning_rate=1e-2, height=32, width=32,
         out=tmp_path / "again", source_options=TINY_IMAGE, show_progress=False))
-    assert [r.val_loss for r in again.history] == losses
+    assert [r.val_loss for r in again.history] == pytest.approx(losses, rel=1e-5, abs=1e-6)
 
 
 def test_probe_trains_only_the_head_on_cached_embeddings(tmp_path, image_splits):
