@@ -316,3 +316,23 @@ def test_a_rewritten_file_is_hashed_afresh_even_with_its_mtime_restored(tmp_path
     assert cache.stats.stored == 1 and cache.stats.hits == 0
     samples, _ = cache.clear()
     assert samples == 1 and not (tmp_path / "c" / "files").exists() and cache.info().remembered_files == 0
+
+
+def test_kit_train_reads_the_cache_and_gets_the_same_tensors_with_or_without_it(
+        tmp_path: Path, media_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from discriminator.train.data import load_split
+
+    classes = ("real", "synthetic", "semisynthetic")
+    monkeypatch.setenv("KIT_CACHE_DIR", str(tmp_path / "kit-cache"))
+    monkeypatch.delenv("KIT_NO_CACHE", raising=False)
+    decoded = load_split(media_tree, "image", 40, 48, None, classes)
+    cached = load_split(media_tree, "image", 40, 48, None, classes)
+    monkeypatch.setenv("KIT_NO_CACHE", "1")
+    uncached = load_split(media_tree, "image", 40, 48, None, classes)
+    assert PixelCache(tmp_path / "kit-cache" / "pixels").info().entries == 19
+    for split in (cached, uncached):
+        assert torch.equal(split.inputs, decoded.inputs) and split.inputs.stride() == decoded.inputs.stride()
+        assert split.dropped == decoded.dropped == {"not a decodable image": 1}
+        assert torch.equal(split.labels, decoded.labels)

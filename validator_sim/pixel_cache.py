@@ -390,7 +390,11 @@ class PixelCache:
         return digest
 
     def cached(self, prepare: PrepareFn, recipe: PixelRecipe) -> PrepareFn:
-        """`prepare` behind the cache: the same result for every payload, decoded only on a miss."""
+        """`prepare` behind the cache: the same result for every payload, decoded only on a miss.
+
+        Pixels come back C-contiguous on a miss as on a hit: consumers may depend on memory layout
+        (torch picks convolution kernels by it, and their float sums differ in the last bit).
+        """
 
         def prepare_cached(payload: MediaSource) -> Prepared:
             try:
@@ -400,7 +404,7 @@ class PixelCache:
             hit = self.lookup(recipe, digest)
             if hit is not None:
                 return hit
-            value = prepare(payload)
+            value = _contiguous(prepare(payload))
             self.store(recipe, digest, value)
             return value
 
@@ -516,9 +520,16 @@ def _remove_if_stale(temp: Path, now: float) -> None:
 
 
 def with_default_cache(prepare: PrepareFn, recipe: PixelRecipe) -> PrepareFn:
-    """`prepare` behind the default cache (`$KIT_CACHE_DIR`, `$KIT_CACHE_SIZE`), or as it is under `KIT_NO_CACHE=1`."""
+    """`prepare` behind the default cache (`$KIT_CACHE_DIR`, `$KIT_CACHE_SIZE`); under `KIT_NO_CACHE=1` it still
+    returns C-contiguous pixels, so a run gives the same results with the cache or without it."""
     cache = open_cache()
-    return cache.cached(prepare, recipe) if cache is not None else prepare
+    if cache is not None:
+        return cache.cached(prepare, recipe)
+    return lambda payload: _contiguous(prepare(payload))
+
+
+def _contiguous(value: Prepared) -> Prepared:
+    return np.ascontiguousarray(value) if isinstance(value, np.ndarray) else value
 
 
 def open_cache(enabled: bool = True, size: str | None = None) -> PixelCache | None:
