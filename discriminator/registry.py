@@ -13,7 +13,8 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,6 +98,7 @@ def resolve_backbone(model: str, modality: str, task: str = "auto", weights: Pat
     if model.startswith("hf:"):
         from discriminator.sources.huggingface import load_hf_backbone
 
+        _refuse_unknown_options(model, load_hf_backbone, options, set_by_the_kit=("ref", "modality", "task"))
         backbone = load_hf_backbone(model[3:], modality=modality, task=task, **options)
         size = backbone.provenance.get("input_size")
         if not size:
@@ -107,6 +109,7 @@ def resolve_backbone(model: str, modality: str, task: str = "auto", weights: Pat
     if model.startswith("py:"):
         from discriminator.sources.python import load_python_backbone
 
+        _refuse_unknown_options(model, load_python_backbone, options, set_by_the_kit=("target", "weights", "task", "modality"))
         return load_python_backbone(model[3:], weights=weights, task=task, modality=modality, **options), {}
     from discriminator.sources.checkpoint import is_checkpoint_dir, load_checkpoint_backbone
 
@@ -118,14 +121,7 @@ def resolve_backbone(model: str, modality: str, task: str = "auto", weights: Pat
                          f"run `kit build {entry.modality} --model {model}`, or pick one of `kit models --modality {modality}`")
     if task not in ("auto", "classify"):
         raise UsageError(f"'{model}' is a classifier; --task {task} needs a base model", "use hf:<base-model-id> for embeddings")
-    import inspect
-
-    parameters = inspect.signature(entry.factory).parameters
-    accepted = set(parameters)
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise UsageError(f"'{model}' takes no option '{unknown[0]}'",
-                         f"its options are: {', '.join(sorted(accepted)) or 'none'}")
+    parameters = _refuse_unknown_options(model, entry.factory, options)
     try:
         backbone = entry.factory(**options)
     except KitError:
@@ -141,6 +137,17 @@ def resolve_backbone(model: str, modality: str, task: str = "auto", weights: Pat
     if weights is None and entry.weights == "random init":
         backbone.notes.append(f"random weights (seeded): train with `kit train {modality} --model {model}` or pass --weights")
     return apply_weights(backbone, weights), dict(entry.defaults)
+
+
+def _refuse_unknown_options(model: str, factory: Callable[..., Any], options: dict[str, Any],
+                            set_by_the_kit: tuple[str, ...] = ()) -> Mapping[str, inspect.Parameter]:
+    """Refuse a --model-option the factory does not take (or one the kit sets itself); return its parameters."""
+    parameters = {name: p for name, p in inspect.signature(factory).parameters.items() if name not in set_by_the_kit}
+    unknown = sorted(set(options) - set(parameters))
+    if unknown:
+        raise UsageError(f"'{model}' takes no option '{unknown[0]}'",
+                         f"its options are: {', '.join(sorted(parameters)) or 'none'}")
+    return parameters
 
 
 def apply_weights(backbone: Backbone, weights: Path | None) -> Backbone:

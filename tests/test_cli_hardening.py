@@ -109,6 +109,18 @@ def test_damaged_checkpoint_record_is_one_line(tmp_path, record):
     assert_one_line_error(result, 2, "checkpoint.json", "kit train")
 
 
+@pytest.mark.parametrize("model,option,listed", [
+    ("example-image", "colour=1", "channels, seed"),
+    ("hf:{vit32}", "foo=1", "class_names, config, num_classes"),
+    ("py:{fixtures}:tiny_clip", "modality=video", "input_kind, native_frames"),  # the kit sets modality itself
+])
+def test_option_a_source_does_not_take_is_one_line_listing_those_it_does(tmp_path, vit32, model, option, listed):
+    fixtures = Path(__file__).parent / "fixtures" / "user_models.py"
+    model = model.format(vit32=vit32, fixtures=fixtures)
+    result = invoke("build", "image", "--model", model, "--model-option", option, *SMALL, "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, 2, f"takes no option '{option.split('=')[0]}'", listed)
+
+
 @pytest.mark.parametrize("option", ["channels=abc", "channels=8,x", "seed=[1,2]"])
 def test_bad_model_option_value_is_one_line(tmp_path, option):
     result = invoke("build", "image", "--model-option", option, *SMALL, "--out", str(tmp_path / "o"))
