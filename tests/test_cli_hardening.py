@@ -170,6 +170,13 @@ def test_size_the_model_cannot_take_points_at_height_width_not_the_exporter(tmp_
     assert "--exporter" not in line
 
 
+def test_architecture_transformers_does_not_know_points_at_a_py_factory(tmp_path):
+    (tmp_path / "own").mkdir()
+    (tmp_path / "own" / "config.json").write_text('{"model_type": "my-own-net", "hidden_size": 4}')
+    result = invoke("build", "image", "--model", f"hf:{tmp_path / 'own'}", "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, 2, "cannot build", "my-own-net", "py:<file.py>:<factory>")
+
+
 def test_text_model_is_not_an_image_or_video_model(tmp_path):
     from transformers import BertConfig, BertModel
 

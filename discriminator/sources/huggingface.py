@@ -171,6 +171,7 @@ def load_hf_backbone(ref: str | None, modality: str, task: str = "auto", config:
         AutoModelForImageClassification,
         AutoModelForVideoClassification,
     )
+    from transformers import __version__ as transformers_version
     from transformers.utils import logging as hf_logging
 
     if not os.environ.get("KIT_DEBUG"):
@@ -182,9 +183,13 @@ def load_hf_backbone(ref: str | None, modality: str, task: str = "auto", config:
     if config is None:
         try:
             config = AutoConfig.from_pretrained(**kwargs)
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             raise InputError(f"cannot read the config of {ref} ({type(exc).__name__}: {first_line(exc)})",
                              "pass a folder written by save_pretrained(), or download it again") from exc
+        except ValueError as exc:  # a model_type this transformers does not know (custom code, a newer release)
+            raise InputError(f"transformers {transformers_version} cannot build {ref} ({first_line(exc)})",
+                             "upgrade transformers if the architecture is newer, or build it in your own factory: "
+                             "--model py:<file.py>:<factory>") from exc
     _require_pixel_model(config, ref)
     model_type = getattr(config, "model_type", "")
     is_clip = model_type in VIDEO_MODEL_TYPES
