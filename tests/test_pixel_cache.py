@@ -336,3 +336,14 @@ def test_kit_train_reads_the_cache_and_gets_the_same_tensors_with_or_without_it(
         assert torch.equal(split.inputs, decoded.inputs) and split.inputs.stride() == decoded.inputs.stride()
         assert split.dropped == decoded.dropped == {"not a decodable image": 1}
         assert torch.equal(split.labels, decoded.labels)
+
+
+def test_a_cache_that_cannot_be_written_never_fails_the_run(tmp_path: Path, media_tree: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be")
+    model = image_model(tmp_path / "m.onnx", 40, 48)
+    datasets = discover_datasets(media_tree)
+    result = run_bench(model, datasets, mode="full", write=False, pixel_cache=PixelCache(blocked))
+    stats = result.results["kit"]["pixel_cache"]
+    assert stats["write_failure"] and stats["stored"] == 0 and stats["damaged"] == 0
+    assert _by_sample(result.records) == _by_sample(run_bench(model, datasets, mode="full", write=False).records)

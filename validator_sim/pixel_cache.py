@@ -261,7 +261,7 @@ class PixelCache:
         pixels_path = base.with_suffix(PIXELS_SUFFIX)
         try:
             pixels = np.load(pixels_path, allow_pickle=False)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return self._lookup_error(base.with_suffix(ERROR_SUFFIX))
         except (OSError, ValueError, EOFError):  # cut short or garbled: np.load checks the header and the length
             return self._drop_damaged(pixels_path)
@@ -276,7 +276,7 @@ class PixelCache:
         try:
             record = json.loads(path.read_text())
             error = DecodeError(str(record["reason"]), str(record.get("detail", "")))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             with self._lock:
                 self.stats.misses += 1
             return None
@@ -332,12 +332,12 @@ class PixelCache:
                     np.lib.format.write_array(handle, np.ascontiguousarray(value), allow_pickle=False)
             os.replace(temp, path)
         except OSError as exc:
-            temp.unlink(missing_ok=True)
+            _discard(temp)
             with self._lock:
                 self.stats.write_failure = f"{exc.strerror or exc} ({exc.filename or self.root})"
             return
         except BaseException:
-            temp.unlink(missing_ok=True)
+            _discard(temp)
             raise
         with self._lock:
             self.stats.stored += 1
@@ -386,7 +386,7 @@ class PixelCache:
                 temp.write_text(digest)
                 os.replace(temp, memo)
             except OSError:
-                temp.unlink(missing_ok=True)
+                _discard(temp)
         return digest
 
     def cached(self, prepare: PrepareFn, recipe: PixelRecipe) -> PrepareFn:
@@ -508,6 +508,14 @@ class PixelCache:
 def _is_recipe_dir(path: Path) -> bool:
     """A folder this cache made: named by a recipe digest (its recipe.json may be missing after a kill)."""
     return path.is_dir() and _DIGEST_KEY.fullmatch(path.name) is not None
+
+
+def _discard(temp: Path) -> None:
+    """Remove a temporary file if it is there; a cache that cannot even do that is left as it is."""
+    try:
+        temp.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _remove_if_stale(temp: Path, now: float) -> None:
