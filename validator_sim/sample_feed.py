@@ -5,9 +5,9 @@ while it waits for a batch).
 The decode pool has one thread per core, but only `active` of them decode at a time,
 and `active` is chosen from the work itself: after every batch the feed compares the
 running mean of the wall time one worker spends per sample (decoding, or reading the
-cache) with the inference time per sample, and lets ceil(decode / inference) workers
-run — as many as it takes for decoding to keep up with inference, and no more, so the
-extra decoders do not take cores from onnxruntime while it has a batch to run.
+cache) with the inference time per sample, and lets ceil(1.25 × decode / inference)
+workers run — as many as it takes for decoding to stay a quarter ahead of inference,
+and no more, so extra decoders do not take cores from the model while it has a batch.
 Cached samples cost almost nothing to "decode", so a cached run drops to one worker
 and gives inference the machine. `--decode-workers N` fixes the count instead.
 """
@@ -24,6 +24,9 @@ from validator_sim.pixel_cache import PixelCache, PixelRecipe, Prepared, Prepare
 
 #: Weight of the newest sample in the running means (about the last 10 samples count).
 SMOOTHING = 0.1
+#: Decoding is provisioned this much faster than inference: costs vary from sample to sample, and a
+#: decoder running at 80 % of inference speed keeps the model waiting whenever a slow clip comes up.
+HEADROOM = 1.25
 
 
 class SampleFeed:
@@ -78,7 +81,7 @@ class SampleFeed:
             self.inference_s_per_sample = _running_mean(self.inference_s_per_sample, seconds / samples)
             if self.fixed or self.decode_s_per_sample is None:
                 return
-            wanted = math.ceil(self.decode_s_per_sample / self.inference_s_per_sample)
+            wanted = math.ceil(HEADROOM * self.decode_s_per_sample / self.inference_s_per_sample)
             self.active = min(self.max_workers, max(1, wanted))
             self._used.add(self.active)
             self._cond.notify_all()
