@@ -145,7 +145,7 @@ def test_native_frames_zero_is_refused_not_replaced_by_the_backbones(tmp_path):
 def test_hugging_face_size_defaults_to_the_config(tmp_path, vit32):
     from discriminator.spec import spec_from_manifest
 
-    result = invoke("build", "image", "--model", f"hf:{vit32}", "--out", str(tmp_path / "o"))
+    result = invoke("build", "image", "--model", f"hf:{vit32}", "--format", "onnx", "--out", str(tmp_path / "o"))
     assert result.exit_code == 0, result.output
     spec = spec_from_manifest(tmp_path / "o")
     assert (spec.height, spec.width) == (32, 32)
