@@ -68,6 +68,22 @@ def test_weights_of_another_architecture_name_the_layer_and_both_shapes(tmp_path
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("prefix", ["module.", "model.", "_orig_mod.module."])
+def test_weights_saved_through_a_training_wrapper_load(tmp_path, prefix):
+    from onnx_examples.pytorch_models.networks import CNNImageDetector
+
+    from discriminator.sources.weights import load_weights_into
+
+    torch.manual_seed(3)
+    trained = CNNImageDetector((4, 8))
+    checkpoint = tmp_path / "last.ckpt"  # Lightning-style: the state dict under "state_dict", every key prefixed
+    torch.save({"state_dict": {prefix + k: v for k, v in trained.state_dict().items()}, "epoch": 3}, checkpoint)
+    fresh = CNNImageDetector((4, 8))
+    load_weights_into(fresh, checkpoint)
+    for key, value in trained.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value)
+
+
 def test_weights_folder_is_named_as_a_folder(tmp_path):
     result = invoke("build", "image", "--weights", str(tmp_path), *SMALL, "--out", str(tmp_path / "o"))
     assert_one_line_error(result, 2, "is a folder, not a weights file")

@@ -10,6 +10,10 @@ from torch import nn
 from discriminator.errors import InputError, first_line
 
 
+#: Prefixes training wrappers put before every key of a state dict.
+WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if path.is_dir():
@@ -35,11 +39,17 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_weights_into(module: nn.Module, path: Path) -> None:
-    """Strictly load `path` into `module` (a `module.` prefix from DataParallel is dropped)."""
+    """Strictly load `path` into `module`. Prefixes that wrappers add to every key are dropped when the model's own
+    keys do not have them: `module.` (DataParallel/DDP), `model.` (Lightning), `_orig_mod.` (torch.compile)."""
     state = read_state_dict(path)
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
     expected = module.state_dict()
+    stripped = True
+    while stripped and state and not set(state) <= set(expected):
+        stripped = False
+        for prefix in WRAPPER_PREFIXES:
+            if all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix):]: v for k, v in state.items()}
+                stripped = True
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     # load_state_dict raises a multi-line RuntimeError for these; name the first one with both shapes instead.
