@@ -36,6 +36,7 @@ def test_train_then_calibrate_then_refuse_to_overwrite(tmp_path, splits):
     assert result.exit_code == 0, result.output
     assert f"checkpoint {out}" in result.output and "Brier" in result.output and f"kit build image --model {out}" in result.output
     assert read_checkpoint(out)["source_options"] == {"channels": [4, 8]}
+    assert "of 1 by binary sn34" in result.output  # --epochs 1: "best epoch 1 of 1", never "of 2"
 
     again = runner.invoke(app, args)
     assert "already exists" in one_line_error(again) and again.exit_code == 1
