@@ -246,7 +246,7 @@ def _produce(plans: list[DatasetPlan], batch_size: int, pool: ThreadPoolExecutor
 def run_bench(
     model_path: Path | str,
     datasets: list[Dataset],
-    profile: Profile | str = DEFAULT_PROFILE,
+    profile: Profile | str | None = None,
     *,
     mode: str = "small",
     max_per_dataset: int | None = None,
@@ -284,6 +284,8 @@ def run_bench(
     """
     from validator_sim.reports import build_results, write_reports
 
+    if profile is None:
+        profile = default_profile(model_path, model_format)
     profile = get_profile(profile) if isinstance(profile, str) else profile
     run_mode = get_mode(mode)
     if frame_rate is not None and not profile.frame_rate_stepping:
@@ -368,6 +370,15 @@ def open_model(artifact: Artifact, profile: Profile, threads: int, modality: str
         return BundleSession(bundle_dir, modality, profile, threads), name
     name = artifact.spec.name if artifact.spec else Path(artifact.onnx_name).stem
     return OnnxSession(artifact.onnx_bytes, profile, threads), name
+
+
+def default_profile(model_path: Path | str, model_format: str | None = None) -> str:
+    """The era a model is benched under when `--profile` is not given: `current` (the network today) for a bundle,
+    or a build folder holding one; the ONNX era's rules for an ONNX file, which only that era accepted."""
+    from discriminator.artifact import formats_in
+
+    formats = (model_format,) if model_format else (formats_in(model_path) if Path(model_path).exists() else ())
+    return "current" if "bundle" in formats or not formats else DEFAULT_PROFILE
 
 
 def load_model_artifact(model_path: Path | str, model_format: str | None, profile: Profile) -> Artifact:

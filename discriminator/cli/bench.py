@@ -13,7 +13,8 @@ from discriminator.cli.common import console, err_console, examples_epilog, kit_
 from discriminator.errors import KitError, UsageError
 
 EXAMPLES = [
-    ("kit bench submissions/example-video --data demo_data/test", "bench a build folder on data laid out as <media_type>/<dataset>/…"),
+    ("kit bench submissions/example-video --data demo_data/test", "a build folder's bundle under today's rules (current), data laid out as <media_type>/<dataset>/…"),
+    ("kit bench submissions/example-video --data demo_data/test --format onnx", "its ONNX twin under the ONNX era's rules (onnx-2026-02)"),
     ("kit bench video_detector.zip --datasets my_sets.yaml --mode full", "every sample of the datasets a YAML file lists"),
     ("kit bench model.onnx --data data/ --profile current --frame-rate 8", "the safetensors-era rules, sampling clips at 8 fps"),
     ("kit bench model.onnx --data data/ --max-per-dataset 500 --seed 7 --out results/run7 --force", "a fixed, reproducible sample"),
@@ -109,7 +110,7 @@ def bench_command(
     model: Path = typer.Argument(..., help="An .onnx file, a bundle folder, a `kit build` folder, or a submission zip."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Folder laid out as <real|synthetic|semisynthetic|rendered>/<dataset-name>/…"),
     datasets_file: Optional[Path] = typer.Option(None, "--datasets", help="YAML listing datasets (name, modality, media_type, path, source_format)."),
-    profile: str = typer.Option("onnx-2026-02", "--profile", "-p", help="Validator rules: onnx-2026-02 or current."),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Validator rules: current (the network today; the default for a bundle or a build folder, whose bundle is then benched) or onnx-2026-02 (the default for an ONNX file)."),
     mode: str = typer.Option("small", "--mode", help="debug (first dataset, ~100/50), small (100 per dataset), full (all)."),
     max_per_dataset: Optional[int] = typer.Option(None, "--max-per-dataset", help="Cap samples per dataset (overrides the mode's cap)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample choice; the same seed picks the same samples anywhere."),
@@ -127,7 +128,7 @@ def bench_command(
     robustness: int = typer.Option(0, "--robustness", help="Robustness pass on N samples per dataset (seed 42), blended into sn34."),
     aug_weight: float = typer.Option(0.2, "--aug-weight", help="Weight of the robustness score in the blend (the network uses 0.2)."),
     compare: Optional[Path] = typer.Option(None, "--compare", help="Another run's results.json, or another model benched here on the same samples: paired Δsn34 and a verdict vs +0.010."),
-    model_format: Optional[str] = typer.Option(None, "--format", help="onnx or bundle, when a build folder holds both (default: bundle under current, onnx under onnx-2026-02)."),
+    model_format: Optional[str] = typer.Option(None, "--format", help="onnx or bundle, when a build folder holds both (default: bundle under current, onnx under onnx-2026-02; with neither option, the bundle under current)."),
     modality: Optional[str] = typer.Option(None, "--modality", help="image or video, for a bundle whose manifest and datasets do not say."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default: results/<model>-<timestamp>/)."),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty --out folder."),
