@@ -17,7 +17,8 @@ from discriminator.export import MAX_OPSET
 from discriminator.spec import read_manifest, spec_from_onnx
 
 FIXTURES = Path(__file__).parent / "fixtures" / "user_models.py"
-SMALL = dict(height=48, width=48)
+#: The ONNX path's tests build only ONNX: tests/test_bundle_build.py builds every source kind as a bundle too.
+SMALL = dict(height=48, width=48, formats=("onnx",))
 
 
 def videomae_config():
@@ -54,8 +55,8 @@ def assert_contract(path: Path, modality: str, height: int, width: int) -> None:
 @pytest.mark.parametrize("modality,model,options,size", [
     ("image", "example-image", {}, SMALL),
     ("video", "example-video", {}, SMALL),
-    ("image", "hf-resnet50", {"config": "resnet"}, dict(height=64, width=64)),
-    ("video", "hf-videomae", {"config": "videomae"}, dict(height=32, width=32)),
+    ("image", "hf-resnet50", {"config": "resnet"}, dict(height=64, width=64, formats=("onnx",))),
+    ("video", "hf-videomae", {"config": "videomae"}, dict(height=32, width=32, formats=("onnx",))),
 ])
 def test_examples_build_offline_and_verify(tmp_path, modality, model, options, size):
     if options.get("config") == "resnet":
@@ -89,7 +90,7 @@ def test_videomae_maps_frames_to_its_native_count(tmp_path):
 
 @pytest.mark.parametrize("model,options,size", [
     ("example-video", {}, SMALL),
-    ("hf-videomae", {"config": "videomae"}, dict(height=32, width=32)),
+    ("hf-videomae", {"config": "videomae"}, dict(height=32, width=32, formats=("onnx",))),
 ])
 def test_frames_axis_is_live_duplicated_frames_give_same_logits(tmp_path, model, options, size):
     if options:
@@ -286,7 +287,7 @@ def test_confident_logits_pass_the_scaled_parity_tolerance(tmp_path):
     from discriminator.export import PARITY_ATOL
 
     result = build_detector(BuildRequest(modality="image", model=f"py:{FIXTURES}:confident", out_dir=tmp_path,
-                                         formats=("onnx",), **SMALL))
+                                         **SMALL))
     worst = max(result.verify.rows, key=lambda r: r.max_abs_diff)
     assert worst.max_abs_diff > PARITY_ATOL, "the fixture no longer reproduces the rounding this test is about"
     assert worst.max_abs_diff <= worst.tolerance and result.verify.worst_ratio <= 1
