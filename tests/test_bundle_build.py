@@ -234,3 +234,37 @@ def test_bundles_from_hf_folders_and_py_files_pass_kit_check(built, name):
     failed = [r.id for r in report.results if r.status == "fail"]
     # The py: fixture is built without --weights, which the check rightly calls untrained; nothing else may fail.
     assert failed == ([] if built[name].head_trained else ["head-trained"]), report.to_dict()
+
+
+@pytest.mark.parametrize("labels,refused", [
+    ({0: "Fake", 1: "Real"}, "class 0 is 'Fake'"),
+    ({0: "real", 1: "edited", 2: "synthetic"}, "class 1 is 'edited'"),
+    ({0: "Real", 1: "Fake"}, None),
+])
+def test_a_trained_hf_head_is_refused_when_its_labels_are_not_in_the_networks_order(tmp_path, labels, refused):
+    from transformers import ViTConfig, ViTForImageClassification
+
+    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=32, num_labels=len(labels), id2label=labels,
+                       label2id={name: i for i, name in labels.items()})
+    ViTForImageClassification(config).save_pretrained(tmp_path / "vit")
+    request = BuildRequest(modality="image", model=f"hf:{tmp_path / 'vit'}", out_dir=tmp_path / "out",
+                           formats=("onnx",), **SIZE)
+    if refused:
+        with pytest.raises(UsageError, match=refused):
+            build_detector(request)
+        assert not (tmp_path / "out").exists()
+    else:
+        result = build_detector(request)
+        assert result.spec.class_names == ("real", "ai")
+        assert any("labels kept in order: 0 Real, 1 Fake" in note for note in result.notes)
+
+
+def test_a_copied_bundle_folder_knows_its_modality_from_model_py(built, tmp_path):
+    import shutil
+
+    from discriminator.check.runner import run_check
+
+    shutil.copytree(built["example-image"].bundle_dir, tmp_path / "copied")
+    report = run_check(tmp_path / "copied", threads=1, measure_latency=False)
+    assert report.modality == "image"

@@ -250,13 +250,17 @@ class BundleContext:
 
 
 def bundle_modality(artifact: Artifact, requested: str | None = None) -> str | None:
-    """--modality, else the kit spec's, else model_config.yaml's `modality`, else video when it sets num_frames."""
+    """--modality, else the kit spec's, else a kit-written model.py's MODALITY, else model_config.yaml's `modality`,
+    else video when it sets num_frames."""
     import yaml
 
     if requested:
         return requested
     if artifact.spec is not None:
         return artifact.spec.modality
+    declared = _model_py_modality(artifact.members.get("model.py") or b"")
+    if declared:
+        return declared
     try:
         raw = yaml.safe_load((artifact.members.get(BUNDLE_CONFIG) or b"").decode("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError):
@@ -268,6 +272,22 @@ def bundle_modality(artifact: Artifact, requested: str | None = None) -> str | N
     preprocessing = raw.get("preprocessing")
     if isinstance(preprocessing, dict) and ("num_frames" in preprocessing or "max_frames" in preprocessing):
         return "video"
+    return None
+
+
+def _model_py_modality(source: bytes) -> str | None:
+    """`MODALITY = "image"|"video"` at the top level of a model.py (the kit's template writes it), read without running it."""
+    import ast
+
+    try:
+        tree = ast.parse(source.decode("utf-8"))
+    except (SyntaxError, UnicodeDecodeError, ValueError):
+        return None
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id == "MODALITY" and isinstance(node.value, ast.Constant)
+                and node.value.value in ("image", "video")):
+            return node.value.value
     return None
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from discriminator.cli.check import DEVICE_HELP, TIME_LIMIT_HELP, rule_progress
-from discriminator.cli.common import console, examples_epilog, kit_command, print_success
+from discriminator.cli.common import console, err_console, examples_epilog, kit_command, print_success
 
 EXAMPLES = [
     ("kit package submissions/example-video/", "check and zip a `kit build` folder's bundle into submissions/example-video/video_bundle.zip"),
@@ -53,7 +53,13 @@ def package_command(
     console.print(f"sha256      {result.sha256}")
     if result.commitment:
         console.print(f"commitment  {result.commitment}")
-    console.print(f"push with   {result.push_command}")
+    if result.format == "onnx":
+        err_console.print("[bold yellow]! the network has refused ONNX submissions since 2026-02-03: this zip is the "
+                          "ONNX-era artifact (for `kit bench --profile onnx-2026-02` and your records), not one to push. "
+                          "Build a bundle (`kit build … --format both`) and package it with `kit package <build folder>`.[/]")
+        console.print(f"ONNX era    {result.push_command} (refused by today's network)")
+    else:
+        console.print(f"push with   {result.push_command}")
 
 
 def register(app: typer.Typer) -> None:

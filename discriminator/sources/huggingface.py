@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,29 @@ def _instantiate(auto_cls: Any, kwargs: dict[str, Any], config: Any, ref: str | 
                          "download it again or re-save it with save_pretrained(); a copy cut short is the usual cause") from exc
 
 
+#: Names a checkpoint may give its real class (lower case); the network reads logit 0 as real.
+REAL_LABELS = frozenset({"real", "authentic", "human", "natural", "genuine", "original", "pristine", "bonafide", "camera"})
+#: Words that mark a partly generated (semisynthetic) class, which the network expects at index 2, not 1.
+SEMI_WORDS = ("semi", "edit", "inpaint", "partial", "manipulat", "splice")
+
+
+def check_label_order(id2label: dict, ref: str | None) -> str:
+    """Refuse a trained head whose named labels are not in the network's order; return the note to record."""
+    labels = [str(id2label.get(i, id2label.get(str(i), ""))) for i in range(len(id2label))]
+    if not labels or all(re.fullmatch(r"LABEL_\d+", name) for name in labels):
+        return "the checkpoint's labels are unnamed (LABEL_0 …): the kit takes index 0 as real — check that it is"
+    shown = ", ".join(f"{i} {name}" for i, name in enumerate(labels))
+    fix = ("re-export the head with real at index 0 (then synthetic, then semisynthetic), or train a fresh head "
+           f"with `kit train --model hf:{ref}`; the kit does not reorder a trained head")
+    if labels[0].strip().lower() not in REAL_LABELS:
+        raise UsageError(f"the checkpoint's class 0 is '{labels[0]}' (labels: {shown}), but the network reads logit 0 "
+                         "as real, so every prediction would be inverted", fix)
+    if len(labels) >= 3 and any(word in labels[1].lower() for word in SEMI_WORDS):
+        raise UsageError(f"the checkpoint's class 1 is '{labels[1]}' (labels: {shown}); the network's order is real, "
+                         "synthetic, semisynthetic, so the 3-class score would swap the two AI classes", fix)
+    return f"checkpoint labels kept in order: {shown}"
+
+
 def load_hf_backbone(ref: str | None, modality: str, task: str = "auto", config: Any = None,
                      num_classes: int | None = None, class_names: tuple[str, ...] | None = None) -> Backbone:
     """Load `ref` (hub id or folder), or build from `config` with random weights when `ref` is None.
@@ -210,6 +234,8 @@ def load_hf_backbone(ref: str | None, modality: str, task: str = "auto", config:
     class_names = tuple(class_names or DEFAULT_CLASS_NAMES[:num_classes])
     if task == "classify":
         rehead = getattr(config, "num_labels", None) != num_classes or not has_head
+        if not rehead:
+            notes.append(check_label_order(getattr(config, "id2label", None) or {}, ref))
         if rehead:
             config.num_labels = num_classes
             config.id2label = dict(enumerate(class_names))
