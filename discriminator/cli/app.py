@@ -19,7 +19,7 @@ EXAMPLES = [
     ("make demo", "the whole workflow on built-in demo data"),
     ("kit models", "list the detectors kit can build"),
     ("kit train video --data my_data/train --val my_data/val", "train and calibrate the example video detector → runs/video/"),
-    ("kit build video --model runs/video --name my-detector", "export verified ONNX → submissions/my-detector/"),
+    ("kit build video --model runs/video --name my-detector", "the verified bundle to push + its ONNX twin → submissions/my-detector/"),
     ("kit check submissions/my-detector", "catch contract mistakes (exit 1 when a rule fails)"),
     ("kit bench submissions/my-detector --data my_data/test", "score it exactly as the validator would"),
     ("kit package submissions/my-detector --hotkey <SS58>", "write the zip to push with gascli"),
