@@ -166,6 +166,7 @@ class BundleSession:
 
         from validator_sim import bundle_runtime
 
+        bundle_runtime.keep_freed_memory()  # torch's per-op buffers reuse pages instead of faulting them in anew
         torch.set_num_threads(threads)
         device = device or torch_device()
         try:
