@@ -79,6 +79,29 @@ def test_cached_runs_score_bit_identically_and_count_decode_errors(tmp_path: Pat
     assert plain.results["kit"]["pixel_cache"] is None
 
 
+@pytest.mark.parametrize("modality", ["image", "video"])
+def test_a_bundle_bench_reads_the_cache_and_scores_bit_identically(tmp_path: Path, media_tree: Path, modality: str) -> None:
+    """The bundle path (torch, in-process, under `current`) goes through the same feed and cache as ONNX."""
+    from tests.bundle_helpers import make_bundle
+
+    bundle = make_bundle(tmp_path / "bundle", modality)
+    datasets = [d for d in discover_datasets(media_tree) if d.modality == modality]
+    runs = [run_bench(bundle, datasets, "current", mode="full", write=False, pixel_cache=cache)
+            for cache in (None, PixelCache(tmp_path / "c"), PixelCache(tmp_path / "c"))]
+    plain, first, second = runs
+    assert plain.results["kit"]["model_format"] == "bundle"
+    samples = len(first.records) + sum(v["count"] for v in first.results["kit"]["skipped"].values())
+    assert first.results["kit"]["pixel_cache"]["stored"] == samples
+    assert second.results["kit"]["pixel_cache"]["hits"] == samples and second.results["kit"]["pixel_cache"]["misses"] == 0
+    assert _by_sample(plain.records) == _by_sample(first.records) == _by_sample(second.records)
+    assert len({tuple(r["probs"]) for r in second.records}) > 1  # the probabilities move with the pixels
+    # The ONNX-era recipe (decord, other rules) is another cache entry: nothing of `current`'s is reused.
+    if modality == "video":
+        other = run_bench(video_model(tmp_path / "m.onnx", frames=8, height=32, width=32), datasets, "onnx-2026-02",
+                          mode="full", write=False, pixel_cache=PixelCache(tmp_path / "c"))
+        assert other.results["kit"]["pixel_cache"]["hits"] == 0
+
+
 def test_a_changed_key_part_never_reuses_pixels(tmp_path: Path, media_tree: Path) -> None:
     profile = get_profile("onnx-2026-02")
     base = pixel_recipe(prepare_sample, profile, "video", 32, 32, 8, None)

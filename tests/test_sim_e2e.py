@@ -338,6 +338,15 @@ def test_ctrl_c_writes_partial_reports_marked_incomplete(tmp_path: Path, image_t
     assert 0 < document["results"]["total_samples"] < 77
     assert any("interrupted" in e for e in document["errors"])
 
+    from discriminator.cli.bench import _print_summary
+    from discriminator.cli.common import console
+
+    with console.capture() as captured:
+        _print_summary(result.results, None)
+    text = captured.get()
+    assert "INTERRUPTED: partial" in text
+    assert f"only the {document['results']['total_samples']} sample(s)" in text
+
 
 def test_manifest_disagreement_is_warned(tmp_path: Path, image_tree) -> None:
     build = tmp_path / "build"

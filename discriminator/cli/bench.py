@@ -37,8 +37,11 @@ def _interval(kit: dict[str, Any], name: str) -> str:
 
 def _print_summary(results: dict[str, Any], out_dir: Optional[Path]) -> None:
     res, kit = results["results"], results["kit"]
+    meta = results["metadata"]
+    cap = f", at most {kit['max_per_dataset']} per dataset" if kit.get("max_per_dataset") is not None else ""
+    partial = "" if meta["completed"] else " · [bold yellow]INTERRUPTED: partial[/]"
     table = Table(title=f"kit bench · {kit['model_name']} ({kit['model_format']}) · profile {kit['profile']} · "
-                        f"mode {results['metadata']['mode']}",
+                        f"mode {meta['mode']}{cap}{partial}",
                   caption="per dataset: one media type labels every sample, so MCC and sn34 are 0 by construction there; "
                           "accuracy (and mean p(AI)) is what a dataset can show", caption_justify="left")
     for column, justify in (("dataset", "left"), ("type", "left"), ("n", "right"), ("accuracy", "right"),
@@ -58,6 +61,9 @@ def _print_summary(results: dict[str, Any], out_dir: Optional[Path]) -> None:
                   str(sum(v["count"] for v in kit["skipped"].values())))
     console.print(table)
     selected = res["scoring"]
+    if not meta["completed"]:
+        console.print(f"[bold yellow]partial run: the figures below cover only the {res['total_samples']} sample(s) "
+                      "scored before the interruption, not the whole data[/]")
     console.print(f"[bold]sn34 {_metric(res['sn34_score'])}[/]{_interval(kit, 'sn34_score')} ({selected}, selected) · "
                   f"multiclass {_metric(res['multiclass_sn34_score'])}{_interval(kit, 'multiclass_sn34_score')} · "
                   f"binary {_metric(res['binary_sn34_score'])}{_interval(kit, 'binary_sn34_score')}  (95 % bootstrap)")
@@ -115,7 +121,7 @@ def bench_command(
     max_per_dataset: Optional[int] = typer.Option(None, "--max-per-dataset", help="Cap samples per dataset (overrides the mode's cap)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample choice; the same seed picks the same samples anywhere."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the profile's batch size (image 32, video 4)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime intra-op threads (default: all cores)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Inference threads: onnxruntime's intra-op threads, or torch's for a bundle (default: all cores)."),
     decode_workers: Optional[int] = typer.Option(None, "--decode-workers", help="Threads decoding ahead of inference (default: as many as keep up with inference, measured as it runs)."),
     frame_rate: Optional[float] = typer.Option(None, "--frame-rate", help="current profile only: sample clips at this many frames per second."),
     media_column: Optional[str] = typer.Option(None, "--media-column", help="Parquet column holding the media (default: detected)."),

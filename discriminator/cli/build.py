@@ -12,6 +12,7 @@ from discriminator.cli.common import (
     Modality,
     console,
     err_console,
+    escape,
     examples_epilog,
     kit_command,
     parse_model_options,
@@ -117,30 +118,30 @@ def build_command(
         style = "bold yellow" if note.startswith("UNTRAINED") else "yellow"
         err_console.print(f"  [{style}]! {note}[/]")
     spec = result.spec
-    console.print(f"[green]✓[/] built {_escape(spec.name)} in {result.total_seconds:.1f} s → {_escape(str(result.out_dir))}/")
+    console.print(f"[green]✓[/] built {escape(spec.name)} in {result.total_seconds:.1f} s → {escape(str(result.out_dir))}/")
     if result.bundle_dir is not None:
         check = result.bundle_verify
         onnx_part = (f", vs ONNX {check.max_logits_vs_onnx:.1e}" if check.max_logits_vs_onnx is not None else "")
         drift = (f"; {check.dtype} drift max |Δp| {check.max_probs_vs_torch:.1e} (limit {check.drift_limit:g}), "
                  f"p(real) {check.max_p_real_vs_torch:.1e}" if check.drift_limit is not None else "")
-        console.print(f"  bundle  {_escape(str(result.bundle_dir))}/ ({result.bundle_size_bytes / 1e6:.1f} MB, {check.dtype}) — "
+        console.print(f"  bundle  {escape(str(result.bundle_dir))}/ ({result.bundle_size_bytes / 1e6:.1f} MB, {check.dtype}) — "
                       f"loaded as the evaluator does; max |bundle − PyTorch| {check.max_logits_vs_torch:.1e}{onnx_part}"
                       f" over {len(check.rows)} runs{drift}")
     if result.onnx_path is not None:
-        console.print(f"  onnx    {_escape(str(result.onnx_path))} ({result.size_bytes / 1e6:.1f} MB, export {result.export_seconds:.1f} s) — "
+        console.print(f"  onnx    {escape(str(result.onnx_path))} ({result.size_bytes / 1e6:.1f} MB, export {result.export_seconds:.1f} s) — "
                       f"max |ONNX − PyTorch| {result.max_abs_diff:.1e} over {len(result.verify.rows)} runs "
                       f"(tolerance {result.verify.tolerance:.1e}, scaled to the logits)")
     shape = "×".join(str(d) for d in spec.input_shape("B", "T" if spec.frames_axis_symbolic else spec.frames))
     console.print(f"  input uint8 [{shape}] → {'logits [B,' + str(spec.num_classes) + '] ' + ','.join(spec.class_names) if spec.task == 'classify' else 'embeddings'}")
     for extra in result.extra_files:
-        console.print(f"  also {_escape(str(extra))}")
+        console.print(f"  also {escape(str(extra))}")
     for gone in result.removed:
-        console.print(f"  removed {_escape(str(gone))} (packaged from the build this one replaces)")
+        console.print(f"  removed {escape(str(gone))} (packaged from the build this one replaces)")
     if spec.task != "classify":
-        console.print(f"  manifest {_escape(str(result.manifest_path))} — embeddings are not a submission: "
+        console.print(f"  manifest {escape(str(result.manifest_path))} — embeddings are not a submission: "
                       "train a head on them (kit train --mode probe) and build the classifier")
     else:
-        console.print(f"  manifest {_escape(str(result.manifest_path))}   next: kit check {_escape(str(result.out_dir))}")
+        console.print(f"  manifest {escape(str(result.manifest_path))}   next: kit check {escape(str(result.out_dir))}")
 
 
 def _positive_rate(value: Optional[float]) -> Optional[float]:
@@ -149,12 +150,6 @@ def _positive_rate(value: Optional[float]) -> Optional[float]:
     if value is not None and (not math.isfinite(value) or value <= 0):
         raise UsageError(f"--frame-rate must be a number > 0, got {value:g}", "e.g. --frame-rate 8, or leave it out for every frame")
     return value
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 def register(app: typer.Typer) -> None:

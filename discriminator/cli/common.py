@@ -137,20 +137,21 @@ def kit_command(func: F) -> F:
             if debug_enabled():
                 raise
             message, exit_code = error_line(exc)
-            raise fail(_escape(message), exit_code) from None
+            raise fail(escape(message), exit_code) from None
 
     wrapper.one_line_errors = True  # type: ignore[attr-defined]  # tests check every command carries it
     return wrapper  # type: ignore[return-value]
 
 
-def _escape(text: str) -> str:
-    from rich.markup import escape
+def escape(text: str) -> str:
+    """`text` with rich markup escaped, for paths and names printed inside markup."""
+    from rich.markup import escape as rich_escape
 
-    return escape(text)
+    return rich_escape(text)
 
 
 def print_success(message: str) -> None:
-    console.print(f"[green]✓[/] {_escape(message)}")
+    console.print(f"[green]✓[/] {escape(message)}")
 
 
 def parse_model_options(items: list[str]) -> dict:
