@@ -226,6 +226,17 @@ def test_a_decord_n_channel_clip_loses_the_rest_of_its_dataset_only_in_the_onnx_
     reasons = onnx_era.results["kit"]["skipped"]["cams"]["reasons"]
     assert reasons["decord returned 4-channel frames"] == 1 and sum(reasons.values()) == 6
     assert any("stacks each batch outside its error handling" in n for n in onnx_era.results["kit"]["validator_treatment"])
+    # Through the pixel cache, filled then read, the clip stays one that loses the rest of its dataset.
+    from validator_sim.pixel_cache import PixelCache
+
+    for expected_hits in (0, 10):
+        cached = run_bench(model, datasets, "onnx-2026-02", mode="full", write=False, threads=1,
+                           pixel_cache=PixelCache(tmp_path / "cache"))
+        assert cached.results["kit"]["pixel_cache"]["hits"] == expected_hits
+        assert [r["sample"] for r in cached.records] == [r["sample"] for r in onnx_era.records]
+        assert [r["probs"] for r in cached.records] == [r["probs"] for r in onnx_era.records]
+        assert cached.results["kit"]["skipped"] == onnx_era.results["kit"]["skipped"]
+        assert cached.results["kit"]["validator_treatment"] == onnx_era.results["kit"]["validator_treatment"]
     today = run_bench(model, datasets, "current", mode="full", write=False, threads=1)
     assert len(today.records) == 10
 

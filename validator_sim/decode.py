@@ -75,6 +75,7 @@ class DecordChannelClip(DecodeError):
 
     def __init__(self, shape: tuple[int, ...]):
         super().__init__(f"decord returned {shape[-1]}-channel frames", f"frame shape {list(shape)}")
+        self.shape = tuple(int(d) for d in shape)
 
 
 def decoder_versions() -> dict[str, str]:

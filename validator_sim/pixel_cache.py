@@ -19,7 +19,7 @@ respected, `$KIT_CACHE_DIR` replaces `~/.cache/sn34-kit`)::
     pixels/CACHEDIR.TAG
     pixels/<recipe digest>/recipe.json               # what the recipe was, for `kit cache info`
     pixels/<recipe digest>/<ab>/<media digest>.npy   # the pixels (numpy's .npy: header, then raw uint8)
-    pixels/<recipe digest>/<ab>/<media digest>.err   # {"reason", "detail"} of a dropped sample
+    pixels/<recipe digest>/<ab>/<media digest>.err   # {"reason", "detail"[, "kind", "shape"]} of a dropped sample
     pixels/files/<ab>/<file key>                     # a file's remembered sha256
 
 Entries are written to a temporary name in the same folder and renamed into place
@@ -50,11 +50,14 @@ import numpy as np
 
 from discriminator.errors import UsageError
 from validator_sim import decode, preprocess
-from validator_sim.decode import DecodeError, MediaSource, decoder_versions
+from validator_sim.decode import DecodeError, DecordChannelClip, MediaSource, decoder_versions
 from validator_sim.profiles import Profile
 
-#: Bumped when the on-disk layout changes; part of every recipe.
-CACHE_FORMAT = 1
+#: Bumped when the on-disk layout changes; part of every recipe. 2: error entries keep a decord channel clip's kind
+#: (format-1 entries had lost it, so a cached ONNX-era rerun scored the datasets the evaluator lost).
+CACHE_FORMAT = 2
+#: `kind` of an error entry for a `DecordChannelClip`.
+DECORD_CHANNELS = "decord-channels"
 DEFAULT_LIMIT_BYTES = 10 * 1024**3
 #: A trim brings the cache down to this fraction of its limit, so it is not rescanned after every write.
 TRIM_TO = 0.9
@@ -275,7 +278,10 @@ class PixelCache:
     def _lookup_error(self, path: Path) -> DecodeError | None:
         try:
             record = json.loads(path.read_text())
-            error = DecodeError(str(record["reason"]), str(record.get("detail", "")))
+            if record.get("kind") == DECORD_CHANNELS:  # the run drops its dataset's later batches: keep the type
+                error: DecodeError = DecordChannelClip(tuple(int(d) for d in record["shape"]))
+            else:
+                error = DecodeError(str(record["reason"]), str(record.get("detail", "")))
         except (FileNotFoundError, NotADirectoryError):
             with self._lock:
                 self.stats.misses += 1
@@ -313,7 +319,10 @@ class PixelCache:
         base = self._entry_base(recipe, digest)
         if isinstance(value, DecodeError):
             path = base.with_suffix(ERROR_SUFFIX)
-            payload: bytes | None = json.dumps({"reason": value.reason, "detail": value.detail}).encode()
+            record: dict[str, Any] = {"reason": value.reason, "detail": value.detail}
+            if isinstance(value, DecordChannelClip):
+                record.update(kind=DECORD_CHANNELS, shape=list(value.shape))
+            payload: bytes | None = json.dumps(record).encode()
             size = len(payload)
         else:
             if value.shape != recipe.sample_shape or value.dtype != np.uint8:
