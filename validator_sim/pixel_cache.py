@@ -34,7 +34,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
+import io
 import json
+import math
 import os
 import re
 import shutil
@@ -181,6 +183,14 @@ def pixel_recipe(function: Callable[..., Any], profile: Profile, modality: str, 
     )
 
 
+@lru_cache(maxsize=64)
+def npy_header(shape: tuple[int, ...]) -> bytes:
+    """The exact .npy header `np.lib.format.write_array` puts before a C-ordered uint8 array of `shape`."""
+    out = io.BytesIO()
+    np.lib.format.write_array(out, np.zeros(shape, dtype=np.uint8), allow_pickle=False)
+    return out.getvalue()[:len(out.getvalue()) - math.prod(shape)]
+
+
 def media_digest(source: MediaSource) -> str:
     """sha256 of a sample's bytes (a path is read from disk). Raises OSError for an unreadable file."""
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -262,14 +272,22 @@ class PixelCache:
         """
         base = self._entry_base(recipe, digest)
         pixels_path = base.with_suffix(PIXELS_SUFFIX)
+        header = npy_header(recipe.sample_shape)
+        size = len(header) + math.prod(recipe.sample_shape)
         try:
-            pixels = np.load(pixels_path, allow_pickle=False)
+            with open(pixels_path, "rb") as handle:
+                buffer = np.empty(size + 1, dtype=np.uint8)  # one byte more, to see a file that is too long
+                read = handle.readinto(memoryview(buffer))
         except (FileNotFoundError, NotADirectoryError):
             return self._lookup_error(base.with_suffix(ERROR_SUFFIX))
-        except (OSError, ValueError, EOFError):  # cut short or garbled: np.load checks the header and the length
+        except OSError:
             return self._drop_damaged(pixels_path)
-        if pixels.shape != recipe.sample_shape or pixels.dtype != np.uint8:
+        # The entry must be exactly what `store` writes for this recipe's shape: the .npy header, then the pixels.
+        # Comparing bytes (not np.load) also keeps ast.literal_eval out of the decode threads: CPython 3.11 before
+        # 3.11.8 can raise "SystemError: AST constructor recursion depth mismatch" when two threads parse at once.
+        if read != size or buffer[:len(header)].tobytes() != header:
             return self._drop_damaged(pixels_path)
+        pixels = buffer[len(header):size].reshape(recipe.sample_shape)
         self._touch(pixels_path)
         with self._lock:
             self.stats.hits += 1
