@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -370,3 +371,25 @@ def test_a_cache_that_cannot_be_written_never_fails_the_run(tmp_path: Path, medi
     stats = result.results["kit"]["pixel_cache"]
     assert stats["write_failure"] and stats["stored"] == 0 and stats["damaged"] == 0
     assert _by_sample(result.records) == _by_sample(run_bench(model, datasets, mode="full", write=False).records)
+
+
+def test_cache_info_marks_recipes_no_run_reads_again_and_names_the_env_size(tmp_path: Path, media_tree: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KIT_CACHE_DIR", str(tmp_path / "kc"))
+    model = image_model(tmp_path / "m.onnx", 40, 48)
+    assert runner.invoke(app, ["bench", str(model), "--data", str(media_tree), "--out", str(tmp_path / "o")]).exit_code == 0
+    cache = PixelCache(tmp_path / "kc" / "pixels")
+    (live,) = cache.info().recipes
+    assert live.stale == "" and live.digest
+    # The same recipe as an older kit would have written it: another cache format, never read again.
+    old_folder = tmp_path / "kc" / "pixels" / ("0" * 32)
+    shutil.copytree(next(p for p in (tmp_path / "kc" / "pixels").iterdir() if p.name.startswith(live.digest)), old_folder)
+    record = json.loads((old_folder / "recipe.json").read_text())
+    (old_folder / "recipe.json").write_text(json.dumps({**record, "format": 1}))
+    stale = [r for r in cache.info().recipes if r.stale]
+    assert len(stale) == 1 and "cache format 1" in stale[0].stale
+    shown = runner.invoke(app, ["cache", "info"], terminal_width=200)
+    assert shown.exit_code == 0 and "1 stale recipe(s)" in shown.output
+    monkeypatch.setenv("KIT_CACHE_SIZE", "banana")
+    refused = runner.invoke(app, ["cache", "info"])
+    assert refused.exit_code == 2 and "$KIT_CACHE_SIZE" in refused.output

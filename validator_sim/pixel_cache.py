@@ -116,7 +116,12 @@ def default_cache_dir() -> Path:
 def default_limit_bytes() -> int:
     """`$KIT_CACHE_SIZE` when set, else 10 GiB."""
     text = os.environ.get("KIT_CACHE_SIZE")
-    return parse_size(text) if text else DEFAULT_LIMIT_BYTES
+    if not text:
+        return DEFAULT_LIMIT_BYTES
+    try:
+        return parse_size(text)
+    except UsageError as exc:
+        raise UsageError(f"$KIT_CACHE_SIZE: {exc.message}", exc.hint) from None
 
 
 def cache_disabled_by_env() -> bool:
@@ -183,6 +188,22 @@ def pixel_recipe(function: Callable[..., Any], profile: Profile, modality: str, 
     )
 
 
+def _staleness(recipe: "PixelRecipe") -> str:
+    """Why this kit would never read `recipe` again, or "" (a recipe of the kit's own sample preparation only)."""
+    if recipe.format != CACHE_FORMAT:
+        return f"cache format {recipe.format}"
+    if recipe.decoders != decoder_versions():
+        changed = sorted(k for k in set(recipe.decoders) | set(decoder_versions())
+                         if recipe.decoders.get(k) != decoder_versions().get(k))
+        return f"other {', '.join(changed)}"
+    if recipe.function == "validator_sim.run.prepare_sample":
+        from validator_sim.run import prepare_sample
+
+        if recipe.code != _code_digest(inspect.getsource(prepare_sample)):
+            return "another kit's code"
+    return ""
+
+
 @lru_cache(maxsize=64)
 def npy_header(shape: tuple[int, ...]) -> bytes:
     """The exact .npy header `np.lib.format.write_array` puts before a C-ordered uint8 array of `shape`."""
@@ -228,6 +249,10 @@ class RecipeUsage:
     errors: int
     size: int
     last_used: float
+    #: The first characters of the recipe's digest (its folder's name), to tell rows with one description apart.
+    digest: str = ""
+    #: Why no run of this kit reads this recipe any more ("" while it is current).
+    stale: str = ""
 
 
 @dataclass(frozen=True)
@@ -505,14 +530,17 @@ class PixelCache:
         remembered = by_recipe.pop(self.root / FILES_DIR, [])
         recipes = []
         for folder, entries in by_recipe.items():
+            stale = ""
             try:
-                description = PixelRecipe(**json.loads((folder / RECIPE_NAME).read_text())).describe()
+                recipe = PixelRecipe(**json.loads((folder / RECIPE_NAME).read_text()))
+                description, stale = recipe.describe(), _staleness(recipe)
             except (OSError, ValueError, TypeError):
-                description = f"{folder.name} (unreadable recipe)"
+                description, stale = f"{folder.name} (unreadable recipe)", "unreadable recipe"
             recipes.append(RecipeUsage(
                 description=description, entries=len(entries),
                 errors=sum(1 for _, _, p in entries if p.suffix == ERROR_SUFFIX),
-                size=sum(size for _, size, _ in entries), last_used=max(mtime for mtime, _, _ in entries)))
+                size=sum(size for _, size, _ in entries), last_used=max(mtime for mtime, _, _ in entries),
+                digest=folder.name[:10], stale=stale))
         recipes.sort(key=lambda r: r.last_used, reverse=True)
         return CacheInfo(location=self.root, limit=self.limit_bytes, entries=sum(r.entries for r in recipes),
                          errors=sum(r.errors for r in recipes), size=sum(size for _, size, _ in everything),

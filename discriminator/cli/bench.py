@@ -30,6 +30,11 @@ def _metric(value: Optional[float]) -> str:
     return f"{value:.1e}" if 0 < value < 1e-4 else f"{value:.4f}"
 
 
+def _signed(value: float) -> str:
+    """`+0.0123`; a value that rounds to zero prints as +0.0000, never -0.0000."""
+    return f"{0.0 if abs(value) < 5e-5 else value:+.4f}"
+
+
 def _interval(kit: dict[str, Any], name: str) -> str:
     interval = (kit.get("intervals_95") or {}).get(name)
     return f" [{interval[0]:.4f}, {interval[1]:.4f}]" if interval else ""
@@ -81,12 +86,11 @@ def _print_summary(results: dict[str, Any], out_dir: Optional[Path]) -> None:
     if kit.get("compare") and "refused" not in kit["compare"]:
         cmp_ = kit["compare"]
         interval = cmp_["delta_interval"]
-        span = f" [{interval[0]:+.4f}, {interval[1]:+.4f}]" if interval else ""
-        console.print(f"[bold]vs {cmp_['other_results']}: Δsn34 {cmp_['delta_sn34']:+.4f}{span} over {cmp_['samples']} "
+        span = f" [{_signed(interval[0])}, {_signed(interval[1])}]" if interval else ""
+        console.print(f"[bold]vs {cmp_['other_results']}: Δsn34 {_signed(cmp_['delta_sn34'])}{span} over {cmp_['samples']} "
                       f"paired samples — {cmp_['verdict']}[/]")
     console.print(f"{res['avg_inference_time_ms']:.2f} ms/sample (p95 {res['p95_inference_time_ms']:.2f}) · "
-                  f"{kit['throughput_samples_per_s']:.1f} samples/s · {kit['session']['runtime']}, {kit['threads']} thread(s), "
-                  f"{kit['decode_workers']} decode worker(s)")
+                  f"{kit['throughput_samples_per_s']:.1f} samples/s · {kit['session']['runtime']}, {kit['threads']} thread(s)")
     from validator_sim.sample_feed import feed_summary
 
     for line in feed_summary(kit):

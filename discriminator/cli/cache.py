@@ -52,13 +52,19 @@ def info_command(
                   f"({100 * info.size / info.limit:.0f} %; least recently used entries go first)")
     if info.recipes:
         table = Table(title="by recipe (profile, modality, size, frames)")
-        for column, justify in (("recipe", "left"), ("entries", "right"), ("errors", "right"), ("size", "right"),
-                                ("last used", "left")):
+        for column, justify in (("recipe", "left"), ("entries", "right"), ("errors", "right"),
+                                ("size", "right"), ("last used", "left")):
             table.add_column(column, justify=justify)
         for recipe in info.recipes:
-            table.add_row(recipe.description, str(recipe.entries), str(recipe.errors), format_size(recipe.size),
+            label = (recipe.description + f"\n[dim]id {recipe.digest}[/]"
+                     + (f"\n[yellow]stale: {recipe.stale}[/]" if recipe.stale else ""))
+            table.add_row(label, str(recipe.entries), str(recipe.errors), format_size(recipe.size),
                           datetime.fromtimestamp(recipe.last_used).strftime("%Y-%m-%d %H:%M"))
         console.print(table)
+        stale = [r for r in info.recipes if r.stale]
+        if stale:
+            console.print(f"{len(stale)} stale recipe(s), {format_size(sum(r.size for r in stale))}: no run of this kit "
+                          "reads them again; `kit cache clear` removes them (or they age out, least recently used first)")
 
 
 @cache_app.command("clear", epilog=examples_epilog(EXAMPLES[1:2]))
