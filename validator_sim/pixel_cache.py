@@ -192,16 +192,20 @@ def _staleness(recipe: "PixelRecipe") -> str:
     """Why this kit would never read `recipe` again, or "" (a recipe of the kit's own sample preparation only)."""
     if recipe.format != CACHE_FORMAT:
         return f"cache format {recipe.format}"
-    if recipe.decoders != decoder_versions():
-        changed = sorted(k for k in set(recipe.decoders) | set(decoder_versions())
-                         if recipe.decoders.get(k) != decoder_versions().get(k))
+    installed = decoder_versions()
+    changed = sorted(k for k in set(recipe.decoders) | set(installed) if recipe.decoders.get(k) != installed.get(k))
+    if changed:
         return f"other {', '.join(changed)}"
-    if recipe.function == "validator_sim.run.prepare_sample":
-        from validator_sim.run import prepare_sample
-
-        if recipe.code != _code_digest(inspect.getsource(prepare_sample)):
-            return "another kit's code"
+    if recipe.function == "validator_sim.run.prepare_sample" and recipe.code != _current_code_digest():
+        return "another kit's code"
     return ""
+
+
+@lru_cache(maxsize=1)
+def _current_code_digest() -> str:
+    from validator_sim.run import prepare_sample
+
+    return _code_digest(inspect.getsource(prepare_sample))
 
 
 @lru_cache(maxsize=64)
@@ -209,7 +213,8 @@ def npy_header(shape: tuple[int, ...]) -> bytes:
     """The exact .npy header `np.lib.format.write_array` puts before a C-ordered uint8 array of `shape`."""
     out = io.BytesIO()
     np.lib.format.write_array(out, np.zeros(shape, dtype=np.uint8), allow_pickle=False)
-    return out.getvalue()[:len(out.getvalue()) - math.prod(shape)]
+    written = out.getvalue()
+    return written[:len(written) - math.prod(shape)]
 
 
 def media_digest(source: MediaSource) -> str:
@@ -530,12 +535,11 @@ class PixelCache:
         remembered = by_recipe.pop(self.root / FILES_DIR, [])
         recipes = []
         for folder, entries in by_recipe.items():
-            stale = ""
             try:
                 recipe = PixelRecipe(**json.loads((folder / RECIPE_NAME).read_text()))
                 description, stale = recipe.describe(), _staleness(recipe)
-            except (OSError, ValueError, TypeError):
-                description, stale = f"{folder.name} (unreadable recipe)", "unreadable recipe"
+            except (OSError, ValueError, TypeError):  # a killed first write: its entries are still read by digest
+                description, stale = f"{folder.name} (unreadable recipe)", ""
             recipes.append(RecipeUsage(
                 description=description, entries=len(entries),
                 errors=sum(1 for _, _, p in entries if p.suffix == ERROR_SUFFIX),
