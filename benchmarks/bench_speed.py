@@ -236,7 +236,12 @@ def main() -> None:
             if args.only == "image":
                 parser.error("--source generates clips: use it with --only video")
             args.only, args.splits = "video", ["."]
-            width, height = (int(v) for v in args.source.lower().split("x"))
+            try:
+                width, height = (int(v) for v in args.source.lower().split("x"))
+            except ValueError:
+                parser.error(f"--source {args.source!r} is not WxH: write it like 1920x1080")
+            if width < 16 or height < 16 or width % 2 or height % 2:
+                parser.error(f"--source {args.source}: give an even width and height of at least 16 (H.264 4:2:0)")
             started = time.perf_counter()
             demo = source_clips(tmp_path / "source", width, height, args.clips)
             print(f"generated {3 * args.clips} clips of {width}×{height} in {time.perf_counter() - started:.0f} s")
