@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt torch
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@# transformers 5.25 (before the evaluator pins) pulled `kernels`, whose newer API transformers 5.2 cannot import.
+	@$(BIN)/python -m pip uninstall --quiet --yes kernels 2>/dev/null || true
 	@touch $(STAMP)
 
 demo: $(STAMP)

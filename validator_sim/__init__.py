@@ -1,5 +1,10 @@
 """A local, bit-exact copy of the SN34 evaluator's pipeline, one profile per era (contract §1–§7, current-contract).
 
 ONNX models run with onnxruntime, numpy, OpenCV, PyAV, Pillow and decord alone: that path never
-imports torch. Bundles are run by torch in-process, as the evaluator runs them (`session.BundleSession`).
+imports torch. Bundles are run by torch as the evaluator runs them: in-process under the kit's own Python, or in a
+worker under the evaluator's runtime (`session.open_bundle_session`, `runtime`).
 """
+
+from validator_sim.bundle_runtime import prepare_torchvision_on_import
+
+prepare_torchvision_on_import()  # see discriminator/__init__.py
