@@ -12,10 +12,12 @@ Two ways to use it:
 
 * in-process — `load_bundle()` + `run_batch()`: what `kit bench` uses;
 * in a fresh interpreter — `BundleWorker`: this same file run as a script with
-  `python -I`, so nothing of the kit is on the import path (imports of the kit's
-  packages are refused outright, as they would fail on the network). A `model.py`
-  that hangs, crashes or prints megabytes costs a timeout or an error, never the
-  caller. `kit build` verification and `kit check` use it.
+  `python -I` under the runtime `validator_sim.runtime` picks (the evaluator's pinned
+  versions when `kit runtime install` made them), so nothing of the kit is on the
+  import path (imports of the kit's packages are refused outright, as they would
+  fail on the network) and no internet socket opens (the evaluator has no network).
+  A `model.py` that hangs, crashes or prints megabytes costs a timeout or an error,
+  never the caller. Every reply carries the library versions it ran under.
 
 This file imports only the standard library, numpy, and (when a bundle is loaded)
 torch and yaml, so that it can run in a Python without the kit.
@@ -62,6 +64,115 @@ BATCH_SIZES = {"image": 32, "video": 4}
 #: Top-level packages of the kit: a bundle must never need them, so the worker refuses them.
 KIT_PACKAGES = ("discriminator", "validator_sim", "onnx_examples")
 LOG_TAIL_BYTES = 64 * 1024
+#: Libraries whose versions every bundle run records (validator_sim/runtime.py pins the same names).
+RECORDED_LIBRARIES = ("torch", "torchvision", "torchaudio", "transformers", "timm", "safetensors", "einops",
+                      "open-clip-torch", "numpy")
+#: What a model that reaches for the network meets in the worker, as it would meet no route on the network.
+NO_NETWORK_MARKER = "network access refused: the evaluator's sandbox has no network"
+_NETWORK_EVENTS = ("socket.connect", "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex",
+                   "socket.gethostbyaddr", "socket.sendto", "socket.sendmsg")
+_LOCAL_HOSTS = (None, "", "localhost", "127.0.0.1", "::1", b"localhost", b"127.0.0.1")
+
+
+def refuse_network() -> None:
+    """Make every internet socket of this process fail with `NO_NETWORK_MARKER` (an audit hook: it cannot be undone).
+
+    The evaluator loads bundles in a sandbox without network, so a `load_model` that downloads (a hub id in
+    `from_pretrained`, `torch.hub`, a URL) fails there; here it fails the same way, whatever library it goes
+    through, and not only for Hugging Face (whose HF_HUB_OFFLINE covers that library alone).
+    """
+    import socket
+
+    def hook(event: str, args: tuple) -> None:
+        if event not in _NETWORK_EVENTS:
+            return
+        if event == "socket.connect":
+            family = getattr(args[0], "family", None)
+            if family not in (socket.AF_INET, socket.AF_INET6):
+                return
+            host = args[1][0] if isinstance(args[1], tuple) and args[1] else None
+        else:
+            host = args[0] if args else None
+        if host in _LOCAL_HOSTS:
+            return
+        raise ConnectionRefusedError(f"{NO_NETWORK_MARKER} (tried {event} {host!r})")
+
+    sys.addaudithook(hook)
+
+
+def library_versions() -> dict[str, Any]:
+    """The versions this interpreter holds of `RECORDED_LIBRARIES`, read from package metadata (nothing imported)."""
+    import importlib.metadata as metadata
+    import platform
+
+    versions: dict[str, str | None] = {}
+    for name in RECORDED_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"python": platform.python_version(), "executable": sys.executable, "versions": versions}
+
+
+def prepare_torchvision() -> str | None:
+    """Let torchvision import where its compiled ops cannot load; a note saying so, or None when nothing was needed.
+
+    The package registry's torchvision wheels are CUDA builds. Under a CPU-only torch of the same release their
+    `_C` extension does not load, which torchvision tolerates (its ops then raise when called) except for two
+    fake-kernel registrations that need the `nms`/`qnms` operators to exist. Declaring those two schemas lets
+    `import torchvision` (and timm, open_clip) succeed; its models and transforms are plain PyTorch.
+    Under a torch the wheel was built for (the evaluator's runtime) the extension loads and this does nothing.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or not spec.origin or "torchvision" in sys.modules:
+        return None
+    import torch
+
+    extension = next(Path(spec.origin).parent.glob("_C*.so"), None) or next(Path(spec.origin).parent.glob("_C*.pyd"), None)
+    if extension is None:
+        return None
+    global torchvision_note
+    try:
+        torch.ops.load_library(str(extension))
+        return None
+    except (OSError, RuntimeError):
+        pass
+    for op in ("nms", "qnms"):
+        try:
+            torch.library.define(f"torchvision::{op}", "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        except RuntimeError:
+            pass  # already declared
+    torchvision_note = (f"torchvision's compiled ops do not load against torch {torch.__version__} (a build for another "
+                        "torch): its models and transforms work, its detection ops (nms, roi_align…) raise")
+    return torchvision_note
+
+
+#: Set once `prepare_torchvision` had to step in, so a run can say so.
+torchvision_note: str | None = None
+
+
+class _PrepareTorchvisionOnImport:
+    """A meta path finder that runs `prepare_torchvision` the first time anything imports torchvision, then leaves."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "torchvision":
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
+            prepare_torchvision()
+        return None
+
+
+def prepare_torchvision_on_import() -> None:
+    """Arrange for `prepare_torchvision` to run before torchvision is first imported (transformers, timm and
+    open_clip import it on their own), without importing torch now."""
+    if "torchvision" not in sys.modules and not any(isinstance(f, _PrepareTorchvisionOnImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _PrepareTorchvisionOnImport())
+
+
+def first_line_of(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 #: Set to 0 to leave glibc's allocator as it is (see `keep_freed_memory`).
@@ -105,13 +216,17 @@ def keep_freed_memory() -> bool:
 
 
 class BundleError(Exception):
-    """A bundle failed at one stage of loading or running; `detail` holds the traceback or log tail."""
+    """A bundle failed at one stage of loading or running; `detail` holds the traceback or log tail.
 
-    def __init__(self, stage: str, message: str, detail: str = ""):
+    `runtime` is what the worker reported of its interpreter (versions), when the failure came from one.
+    """
+
+    def __init__(self, stage: str, message: str, detail: str = "", runtime: dict[str, Any] | None = None):
         super().__init__(f"{stage}: {message}")
         self.stage = stage
         self.message = message
         self.detail = detail
+        self.runtime = runtime
 
 
 @dataclass(frozen=True)
@@ -377,24 +492,32 @@ def _read_exact_stream(stream: Any, size: int) -> bytes:
 
 def _serve(bundle_dir: str, modality: str, device: str, threads: int) -> int:
     sys.meta_path.insert(0, _RefuseKitImports())
+    refuse_network()
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # model.py's prints go to stderr, which the parent drains
     requests = sys.stdin.buffer
+    runtime = library_versions()
     try:
         keep_freed_memory()
         import torch
 
+        runtime["cuda_available"] = bool(torch.cuda.is_available())
+        if device == "auto":  # the evaluator's choice: CUDA when this torch sees a GPU
+            device = "cuda" if runtime["cuda_available"] else "cpu"
         if threads > 0:
             torch.set_num_threads(threads)
+        prepare_torchvision_on_import()
         loaded = load_bundle(bundle_dir, modality, device)
+        runtime["notes"] = [torchvision_note] if torchvision_note else []
     except BundleError as exc:
-        _write_message(replies, {"ok": False, "stage": exc.stage, "message": exc.message, "detail": exc.detail})
+        _write_message(replies, {"ok": False, "stage": exc.stage, "message": exc.message, "detail": exc.detail,
+                                 "runtime": runtime})
         return 1
     except BaseException as exc:  # noqa: BLE001
         _write_message(replies, {"ok": False, "stage": "load_model", "message": f"{type(exc).__name__}: {exc}",
-                                 "detail": _traceback_tail()})
+                                 "detail": _traceback_tail(), "runtime": runtime})
         return 1
-    _write_message(replies, {"ok": True, "info": loaded.info()})
+    _write_message(replies, {"ok": True, "info": {**loaded.info(), "runtime": runtime}})
     while True:
         try:
             (length,) = _HEADER.unpack(_read_exact_stream(requests, _HEADER.size))
@@ -427,16 +550,19 @@ class BundleWorker:
 
     def __init__(self, bundle_dir: Path | str, modality: str, device: str = "cpu", load_timeout_s: float = 300.0,
                  python: str | None = None, threads: int = 0):
+        """Start the worker under `python`, else the runtime `validator_sim.runtime.current_runtime()` picks."""
+        from validator_sim.runtime import Runtime, current_runtime
+
+        self.runtime: Runtime = Runtime("python", python) if python else current_runtime()
         self.bundle_dir = Path(bundle_dir).resolve()
         self.modality = modality
         self._log = collections.deque()
         self._log_size = 0
         self._log_lock = threading.Lock()
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-        env.setdefault("HF_HUB_OFFLINE", "1")  # the evaluator's sandbox has no network
         self._proc = subprocess.Popen(
-            [python or sys.executable, "-I", "-u", "-B", str(Path(__file__).resolve()), str(self.bundle_dir), modality, device,
-             str(threads)],
+            [self.runtime.python, "-I", "-u", "-B", str(Path(__file__).resolve()), str(self.bundle_dir), modality,
+             device, str(threads)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(self.bundle_dir), env=env)
         self._drain = threading.Thread(target=self._drain_stderr, daemon=True)
         self._drain.start()
@@ -451,7 +577,7 @@ class BundleWorker:
         if not header.get("ok"):
             self.close()
             raise BundleError(header.get("stage", "load_model"), header.get("message", "failed"),
-                              header.get("detail", "") + self._tail_note())
+                              header.get("detail", "") + self._tail_note(), runtime=header.get("runtime"))
         self.info: dict[str, Any] = header["info"]
 
     # -- plumbing ---------------------------------------------------------------------------------------------

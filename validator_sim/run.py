@@ -49,7 +49,7 @@ from validator_sim.preprocess import clip_to_tchw, image_to_chw
 from validator_sim.profiles import DEFAULT_PROFILE, Profile, get_profile
 from validator_sim.sample_feed import SampleFeed
 from validator_sim.scoring import ScoringOptions
-from validator_sim.session import BundleSession, ModelIO, ModelSession, OnnxSession, default_threads
+from validator_sim.session import ModelIO, ModelSession, OnnxSession, default_threads, open_bundle_session
 
 
 @dataclass(frozen=True)
@@ -367,7 +367,10 @@ def open_model(artifact: Artifact, profile: Profile, threads: int, modality: str
         bundle_dir = stack.enter_context(artifact.bundle_dir())
         name = artifact.spec.name if artifact.spec else (artifact.source.stem if artifact.source.is_file()
                                                           else artifact.source.name)
-        return BundleSession(bundle_dir, modality, profile, threads), name
+        session = open_bundle_session(bundle_dir, modality, profile, threads)
+        if hasattr(session, "close"):
+            stack.callback(session.close)
+        return session, name
     name = artifact.spec.name if artifact.spec else Path(artifact.onnx_name).stem
     return OnnxSession(artifact.onnx_bytes, profile, threads), name
 

@@ -8,9 +8,11 @@ model's format decides the session, so any pair works:
   from the input's last two dims when both are integers, else both default; T is dim 1
   of a rank-5 input when it is an integer, else the default, clamped to the maximum.
   Thread counts are set explicitly (the validator left them to onnxruntime).
-* `BundleSession` — a safetensors bundle loaded in-process by
-  `validator_sim.bundle_runtime` as the evaluator loads it (CUDA when present); H×W, T
-  and frame_rate come from `model_config.yaml` with the evaluator's defaults.
+* `BundleSession` / `WorkerBundleSession` — a safetensors bundle loaded by
+  `validator_sim.bundle_runtime` as the evaluator loads it (CUDA when present): in this
+  process under the kit's own Python, else in a worker under the evaluator's runtime or
+  --python (`open_bundle_session` picks); H×W, T and frame_rate come from
+  `model_config.yaml` with the evaluator's defaults. Both record the library versions.
 """
 
 from __future__ import annotations
@@ -158,6 +160,74 @@ def torch_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def open_bundle_session(bundle_dir: Path, modality: str, profile: Profile, threads: int) -> "ModelSession":
+    """The session for a bundle under the runtime `validator_sim.runtime` picks: in this process when that is the
+    kit's own Python (no copy of the batches), else in a worker process started under the evaluator's runtime or
+    the --python interpreter, which is where its library versions live."""
+    from validator_sim.runtime import current_runtime
+
+    runtime = current_runtime()
+    if runtime.kind == "kit":
+        return BundleSession(bundle_dir, modality, profile, threads)
+    return WorkerBundleSession(bundle_dir, modality, threads)
+
+
+def _runtime_settings(kind: str, label: str, reported: dict[str, Any]) -> dict[str, Any]:
+    from validator_sim.runtime import version_drift
+
+    versions = reported.get("versions") or {}
+    return {"kind": kind, "label": label, "python": reported.get("python"), "executable": reported.get("executable"),
+            "library_versions": versions, "drift_from_evaluator": version_drift(versions)}
+
+
+class WorkerBundleSession:
+    """A bundle loaded in a `BundleWorker` process under another Python (the evaluator's runtime or --python)."""
+
+    def __init__(self, bundle_dir: Path, modality: str, threads: int):
+        from validator_sim import bundle_runtime
+
+        try:
+            self.worker = bundle_runtime.BundleWorker(bundle_dir, modality, device="auto", threads=threads,
+                                                      load_timeout_s=600.0)
+        except bundle_runtime.BundleError as exc:
+            raise InputError(f"the bundle cannot be loaded as the evaluator loads it ({exc.stage}): {exc.message}",
+                             "run `kit check MODEL` for the full report") from exc
+        info = self.worker.info
+        config = info["config"]
+        frames = config["num_frames"] if modality == "video" else None
+        shape: list[Any] = ["B", 3, config["height"], config["width"]] if frames is None else \
+            ["B", frames, 3, config["height"], config["width"]]
+        self.io = ModelIO(modality=modality, height=config["height"], width=config["width"], frames=frames,
+                          input_name="(bundle forward)", input_shape=shape, input_type="tensor(uint8)",
+                          output_shape=["B", config["num_classes"]], warnings=tuple(config["warnings"]))
+        self.frame_rate = config["frame_rate"] if modality == "video" else None
+        self.num_classes = config["num_classes"]
+        reported = info.get("runtime") or {}
+        torch_version = (reported.get("versions") or {}).get("torch")
+        self.settings = {
+            "runtime": f"torch {torch_version} ({self.worker.runtime.label})",
+            "providers": [info["device"]],
+            "device": info["device"],
+            "dtype": config["dtype"],
+            "param_dtype": info["param_dtype"],
+            "module_class": info["module_class"],
+            "intra_op_num_threads": threads,
+            "model_config": config,
+            "bundle_runtime": _runtime_settings(self.worker.runtime.kind, self.worker.runtime.label, reported),
+        }
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        from validator_sim.bundle_runtime import BundleError
+
+        try:
+            return self.worker.run(batch, timeout_s=600.0)
+        except BundleError as exc:
+            raise RuntimeError(f"{exc.stage}: {exc.message}") from exc
+
+    def close(self) -> None:
+        self.worker.close()
+
+
 class BundleSession:
     """A safetensors bundle loaded in-process as the evaluator loads it (`bundle_runtime.load_bundle`)."""
 
@@ -192,6 +262,7 @@ class BundleSession:
             "module_class": self.loaded.module_class,
             "intra_op_num_threads": threads,
             "model_config": config.to_dict(),
+            "bundle_runtime": _runtime_settings("kit", "the kit's own environment", bundle_runtime.library_versions()),
         }
 
     def run(self, batch: np.ndarray) -> np.ndarray:

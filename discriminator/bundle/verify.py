@@ -59,6 +59,8 @@ class BundleVerifyReport:
     load_seconds: float
     rows: list[BundleParityRow] = field(default_factory=list)
     drift_limit: float | None = None
+    #: The runtime the bundle was loaded under: kind (evaluator | python | kit), versions, drift from the pins.
+    runtime: dict = field(default_factory=dict)
 
     def _max(self, name: str) -> float | None:
         values = [getattr(r, name) for r in self.rows if getattr(r, name) is not None]
@@ -85,7 +87,7 @@ class BundleVerifyReport:
             "dtype": self.dtype, "param_dtype": self.param_dtype, "load_seconds": round(self.load_seconds, 3),
             "max_logits_vs_torch": self.max_logits_vs_torch, "max_probs_vs_torch": self.max_probs_vs_torch,
             "max_p_real_vs_torch": self.max_p_real_vs_torch, "max_logits_vs_onnx": self.max_logits_vs_onnx,
-            "drift_limit": self.drift_limit, "runs": [asdict(r) for r in self.rows],
+            "drift_limit": self.drift_limit, "runtime": self.runtime, "runs": [asdict(r) for r in self.rows],
         }
 
 
@@ -122,12 +124,20 @@ def verify_bundle(bundle_dir: Path, detector: torch.nn.Module, spec: DetectorSpe
     try:
         worker = BundleWorker(bundle_dir, spec.modality, load_timeout_s=LOAD_TIMEOUT_S, threads=threads or 0)
     except BundleError as exc:
-        raise ExportError(f"the bundle does not load as the evaluator loads it ({exc.stage}: {exc.message})",
-                          "rerun with KIT_DEBUG=1 for the bundle's traceback") from exc
+        from validator_sim.runtime import current_runtime
+
+        raise ExportError(f"the bundle does not load as the evaluator loads it, under {current_runtime().label} "
+                          f"({exc.stage}: {exc.message})", "rerun with KIT_DEBUG=1 for the bundle's traceback") from exc
     session, feed = _onnx_session(onnx_path, threads)
     limit = PROBABILITY_DRIFT_LIMITS[dtype]
+    from validator_sim.runtime import version_drift
+
+    reported = worker.info.get("runtime") or {}
     report = BundleVerifyReport(dtype=dtype, param_dtype=str(worker.info.get("param_dtype")),
-                                load_seconds=worker.seconds_to_load, drift_limit=limit)
+                                load_seconds=worker.seconds_to_load, drift_limit=limit,
+                                runtime={"kind": worker.runtime.kind, "python": reported.get("python"),
+                                         "versions": reported.get("versions") or {},
+                                         "drift": version_drift(reported.get("versions") or {})})
     shapes = verification_shapes(spec)
     detector = detector.eval()
     try:

@@ -12,6 +12,7 @@ from discriminator.cli import check, package
 from discriminator.cli import bench
 from discriminator.cli import cache
 from discriminator.cli import data
+from discriminator.cli import runtime
 from discriminator.cli import train
 from discriminator.cli.common import TYPER_SETTINGS, examples_epilog
 
@@ -20,6 +21,7 @@ EXAMPLES = [
     ("kit models", "list the detectors kit can build"),
     ("kit train video --data my_data/train --val my_data/val", "train and calibrate the example video detector → runs/video/"),
     ("kit build video --model runs/video --name my-detector", "the verified bundle to push + its ONNX twin → submissions/my-detector/"),
+    ("kit runtime install", "once per machine: the evaluator's library versions, which every bundle check then runs under"),
     ("kit check submissions/my-detector", "catch contract mistakes (exit 1 when a rule fails)"),
     ("kit bench submissions/my-detector --data my_data/test", "score it exactly as the validator would"),
     ("kit package submissions/my-detector --hotkey <SS58>", "write the zip to push with gascli"),
@@ -57,6 +59,7 @@ bench.register(app)
 cache.register(app)
 data.register(app)
 train.register(app)
+runtime.register(app)
 
 
 def main() -> None:

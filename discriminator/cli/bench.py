@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from discriminator.cli.common import console, err_console, examples_epilog, kit_command
+from discriminator.cli.common import PYTHON_HELP, console, err_console, examples_epilog, kit_command, use_python
 from discriminator.errors import KitError, UsageError
 
 EXAMPLES = [
@@ -142,6 +142,7 @@ def bench_command(
     modality: Optional[str] = typer.Option(None, "--modality", help="image or video, for a bundle whose manifest and datasets do not say."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default: results/<model>-<timestamp>/)."),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty --out folder."),
+    python: Optional[str] = typer.Option(None, "--python", help=PYTHON_HELP),
 ) -> None:
     """Run a detector over local datasets through the validator's own pipeline and report sn34 and its parts."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -151,6 +152,7 @@ def bench_command(
     from validator_sim.run import raise_if_unusable, run_bench
     from validator_sim.scoring import shares_from_cli
 
+    use_python(python)
     if (data is None) == (datasets_file is None):
         raise UsageError("give exactly one of --data DIR or --datasets FILE.yaml", "see `kit bench --help` for examples")
     datasets = discover_datasets(data, media_column) if data is not None else load_datasets_yaml(datasets_file, media_column)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from discriminator.cli.common import console, err_console, examples_epilog, kit_command
+from discriminator.cli.common import PYTHON_HELP, console, err_console, examples_epilog, kit_command, use_python
 
 if TYPE_CHECKING:  # the rule table imports numpy and onnx: only a running check loads it
     from discriminator.check.rules import Rule
@@ -20,6 +20,7 @@ EXAMPLES = [
     ("kit check my_model.onnx --modality video", "check any ONNX file, saying what it is"),
     ("kit check submissions/example-video/video_bundle.zip", "check a submission zip exactly as it will be uploaded"),
     ("kit check model.onnx --json > check.json", "machine-readable results; exit 1 when a rule fails"),
+    ("kit check someone_elses_bundle/ --modality image --python ~/gpu-venv/bin/python", "run a bundle under another Python"),
 ]
 FORMAT_HELP = "onnx or bundle: check only that one of a build folder's formats (default: every format the path holds)."
 DEVICE_HELP = "Where a bundle runs: cpu, cuda or cuda:N (the evaluator uses CUDA when it has it)."
@@ -54,14 +55,20 @@ def check_command(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="intra-op threads for the latency figure (default: all cores)."),
     time_limit: float = typer.Option(120.0, "--time-limit", min=1.0, help=TIME_LIMIT_HELP),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+    python: Optional[str] = typer.Option(None, "--python", help=PYTHON_HELP),
 ) -> None:
-    """Catch every contract mistake before pushing. Exit 0: nothing fails; 1: a rule fails; 2: unreadable input."""
+    """Catch every contract mistake before pushing. Exit 0: nothing fails; 1: a rule fails; 2: unreadable input.
+
+    A bundle is loaded and run in a separate Python as the evaluator loads it: the evaluator's runtime
+    (`kit runtime install`) when it is there, and its `runtime` row names every library version that differs.
+    """
     from discriminator import __version__
     from discriminator.artifact import formats_in
     from discriminator.check import rules_for, run_checks
     from discriminator.check.bundle_context import BundleRunOptions
     from discriminator.check.report import print_report
 
+    use_python(python)
     formats = (format,) if format else formats_in(path)
     with rule_progress(sum(len(rules_for(f)) for f in formats)) as on_rule:
         reports = run_checks(path, format=format, modality=modality, ort_min=ort_min, threads=threads,

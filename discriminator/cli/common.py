@@ -170,3 +170,18 @@ def _json_or_text(text: str):
         return json.loads(text)
     except json.JSONDecodeError:
         return text.strip()
+
+
+PYTHON_HELP = ("Run bundles under this Python instead (e.g. your own GPU venv's bin/python); default: the evaluator's "
+               "runtime when `kit runtime install` made it, else the kit's own Python.")
+
+
+def use_python(python: str | None) -> None:
+    """Apply `--python`: every bundle this command runs starts under that interpreter."""
+    from discriminator.errors import UsageError
+    from validator_sim.runtime import RuntimeSetupError, select_python
+
+    try:
+        select_python(python)
+    except RuntimeSetupError as exc:
+        raise UsageError(exc.message, exc.fix) from exc
