@@ -15,6 +15,7 @@ held to the same function, so the builder and `kit check` agree.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,3 +296,52 @@ def _builtin_fix(name: str) -> str:
         return "pass values explicitly or keep them in a dict"
     return "write the code out directly instead of building and running it"
 
+
+
+# ---------------------------------------------------------------------------- reaching for the network
+
+NETWORK_REACH = "network-reach"
+#: Functions that fetch from a hub or URL when they are given a name rather than local files.
+DOWNLOADING_CALLS: frozenset[str] = frozenset({
+    "from_pretrained", "hf_hub_download", "snapshot_download", "load_state_dict_from_url", "download_url_to_file",
+    "urlretrieve", "urlopen", "create_model_and_transforms", "create_model_from_pretrained",
+})
+#: Keyword arguments that make a model builder download its weights.
+DOWNLOADING_KEYWORDS: frozenset[str] = frozenset({"pretrained", "weights", "pretrained_cfg_overlay"})
+#: A Hugging Face hub id: `org/name` (a path with one slash, no leading `.`, `/` or `~`, no file suffix).
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def find_network_reaches(source: str, filename: str = "model.py") -> list[Violation]:
+    """Each place in `source` that downloads when it runs: a URL literal, a hub id passed to from_pretrained (and
+    the hub's download helpers), a `pretrained=True` / `weights=...` argument. `torch.hub` is already a blocked
+    attribute. The evaluator has no network, so a load that reaches one of these fails."""
+    try:
+        tree = ast.parse(source, filename=filename)
+    except SyntaxError:
+        return []
+    found: list[Violation] = []
+
+    def add(node: ast.AST, name: str, message: str) -> None:
+        found.append(Violation(filename, getattr(node, "lineno", 1), getattr(node, "col_offset", 0), NETWORK_REACH,
+                               name, message, "ship the weights in the weights file; build the model without download"))
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(("http://", "https://")):
+            add(node, node.value, f"a URL ({node.value[:60]})")
+        if not isinstance(node, ast.Call):
+            continue
+        called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        if called in DOWNLOADING_CALLS:
+            literal = next((a.value for a in node.args[:1] if isinstance(a, ast.Constant) and isinstance(a.value, str)), None)
+            if called != "from_pretrained" or (literal is not None and _HUB_ID.fullmatch(literal)
+                                                and not literal.endswith((".json", ".safetensors", ".bin", ".pt"))):
+                what = f"{called}({literal!r})" if literal else f"{called}(…)"
+                add(node, called, f"{what} downloads from the hub")
+        for keyword in node.keywords:
+            value = keyword.value
+            if keyword.arg in DOWNLOADING_KEYWORDS and isinstance(value, ast.Constant) and value.value not in (None, False, ""):
+                add(keyword.value, keyword.arg, f"{called}(…, {keyword.arg}={value.value!r}) downloads pretrained weights")
+            elif keyword.arg == "weights" and isinstance(value, (ast.Attribute, ast.Name)):
+                add(keyword.value, keyword.arg, f"{called}(…, weights={ast.unparse(value)}) downloads pretrained weights")
+    return sorted(found, key=lambda v: (v.line, v.col))

@@ -30,7 +30,7 @@ from discriminator.bundle.analyzer import Violation, analyze_source
 from discriminator.check.context import PROBES, RunOutcome
 from discriminator.errors import UsageError
 from discriminator.spec import DetectorSpec
-from validator_sim.bundle_runtime import BATCH_SIZES, BundleError, BundleWorker
+from validator_sim.bundle_runtime import BATCH_SIZES, RECORDED_LIBRARIES, BundleError, BundleWorker
 
 #: Seconds one batch may take before the bundle is called hung (`--time-limit`).
 DEFAULT_TIME_LIMIT_S = 120.0
@@ -68,6 +68,7 @@ class BundleContext:
     _worker: BundleWorker | None = field(default=None, repr=False)
     _load_error: BundleError | None = field(default=None, repr=False)
     _load_tried: bool = field(default=False, repr=False)
+    _runtime_record: dict[str, Any] | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ the files
     @property
@@ -129,13 +130,16 @@ class BundleContext:
                              f"({BUNDLE_CONFIG} sets no `modality` and no num_frames)", "pass --modality image or --modality video")
         return self.modality
 
+    @property
+    def model_source(self) -> str:
+        return (self.member(BUNDLE_MODEL) or b"").decode("utf-8", errors="replace")
+
     @cached_property
     def model_tree(self) -> ast.Module | None:
-        source = self.member(BUNDLE_MODEL)
-        if source is None:
+        if self.member(BUNDLE_MODEL) is None:
             return None
         try:
-            return ast.parse(source.decode("utf-8", errors="replace"))
+            return ast.parse(self.model_source)
         except SyntaxError:
             return None
 
@@ -191,6 +195,23 @@ class BundleContext:
             except BundleError as exc:
                 self._load_error = exc
         return self._worker, self._load_error
+
+    def runtime_record(self) -> dict[str, Any]:
+        """Which runtime the bundle ran under and the versions it held: what the worker reported when it was
+        started, else what its interpreter reports without running model.py (when static rules stopped the load)."""
+        from validator_sim.runtime import current_runtime, probe_python, version_drift
+
+        if self._runtime_record is None:
+            worker, error = (self._worker, self._load_error) if self._load_tried else (None, None)
+            runtime = worker.runtime if worker is not None else current_runtime()
+            reported = (worker.info.get("runtime") if worker is not None else None) or (error.runtime if error else None)
+            if reported is None:
+                probed = probe_python(runtime.python)
+                reported = {"python": probed["python"], "executable": probed["executable"],
+                            "versions": {name: probed["versions"].get(name) for name in RECORDED_LIBRARIES}}
+            self._runtime_record = {"kind": runtime.kind, "label": runtime.label, "python": runtime.python,
+                                    **reported, "drift": version_drift(reported.get("versions") or {})}
+        return self._runtime_record
 
     @property
     def load_limit_s(self) -> float:
@@ -291,11 +312,27 @@ def _model_py_modality(source: bytes) -> str | None:
     return None
 
 
-def describe_load_error(error: BundleError, limit_s: float) -> str:
-    """One line for a failed load: the stage, what went wrong, and the traceback's last line when it adds something."""
+def describe_load_error(error: BundleError, limit_s: float, runtime_kind: str = "evaluator") -> str:
+    """One line for a failed load: the stage, what went wrong, the traceback's last line when it adds something,
+    and what it means on the network when the cause is one the network meets differently or the same way."""
+    from validator_sim.runtime import EVALUATOR_PINS, is_network_failure
+
     if error.stage == "timeout":
-        return f"timed out: {error.message} ({limit_s:g} s limit; model.py hangs, or pass a larger --time-limit)"
-    return f"{error.stage}: {error.message}" + _last_line(error.detail, error.message)
+        return (f"did not finish loading within {limit_s:g} s on this machine ({error.message}); raise --time-limit, "
+                "or check on a GPU with --device cuda")
+    text = f"{error.stage}: {error.message}" + _last_line(error.detail, error.message)
+    if is_network_failure(f"{error.message}\n{error.detail}"):
+        return (f"{text} — load_model reached for the network, and the evaluator has none: ship the weights in the "
+                "weights file (safetensors) and build the model from code or a config literal, never from a hub id or URL")
+    missing = re.search(r"No module named '([\w.]+)'", f"{error.message}\n{error.detail}")
+    if missing and runtime_kind == "kit":
+        package = missing.group(1).split(".")[0]
+        dist = {"open_clip": "open-clip-torch"}.get(package, package)
+        if dist in EVALUATOR_PINS:
+            return (f"{text} — {dist} is on the evaluator's allowlist and installed there ({dist} "
+                    f"{EVALUATOR_PINS[dist]}), not in the kit's own environment: `kit runtime install` makes the "
+                    "evaluator's runtime, and every check then runs in it")
+    return text
 
 
 def _last_line(detail: str, message: str) -> str:

@@ -13,6 +13,7 @@ head-trained, stale-package, latency), so both formats are judged the same way.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
@@ -20,14 +21,20 @@ import struct
 from dataclasses import replace
 
 from discriminator.artifact import BUNDLE_CONFIG, BUNDLE_MODEL, BUNDLE_OPTIONAL
+from discriminator.bundle.analyzer import find_network_reaches
 from discriminator.check.bundle_context import BundleContext, describe_load_error
-from discriminator.check.rules import RULES_BY_ID, Finding, Rule, passed, problem, skipped
+from discriminator.check.rules import RULES_BY_ID, Finding, Rule, passed, problem, skipped, warned
+from validator_sim.runtime import EVALUATOR
 from validator_sim.bundle_runtime import DEFAULT_FRAMES, DEFAULT_NUM_CLASSES, DEFAULT_RESIZE, DTYPE_ALIASES, MAX_FRAMES
 
 #: Batches proven by running: the evaluator's own (32 image, 4 video) and shorter last batches.
 BUNDLE_PROBE_BATCHES = {"image": (32, 1, 5), "video": (4, 1, 3)}
 #: Classes the network scores for image and video: [real, synthetic, semisynthetic] (current-contract §2, §5).
 NETWORK_CLASSES = 3
+#: model_config.yaml keys the evaluator reads (current-contract §2; name, version, modality and normalize are
+#: tolerated and never read). Every key under `model:` is passed to load_model, so none there is unknown.
+TOP_LEVEL_KEYS = ("dtype", "preprocessing", "model", "name", "version", "modality")
+PREPROCESSING_KEYS = ("resize", "num_frames", "max_frames", "frame_rate", "normalize")
 #: Violations listed one per line in the static-analysis row (the rest are counted).
 MAX_VIOLATIONS_SHOWN = 8
 #: Names of sharded safetensors checkpoints (transformers' save_pretrained with max_shard_size).
@@ -132,9 +139,36 @@ def check_config_yaml(ctx: BundleContext) -> Finding:
     raw, error = ctx.raw_config
     if error:
         return problem(f"{error}; the evaluator cannot read it and the load fails")
-    never_read = sorted(set(raw) - {"dtype", "preprocessing", "model", "name", "version", "modality"})
-    note = f" (never read: {', '.join(never_read)})" if never_read else ""
-    return passed(f"{BUNDLE_CONFIG} parses{note}")
+    return passed(f"{BUNDLE_CONFIG} parses")
+
+
+def check_config_keys(ctx: BundleContext) -> Finding:
+    raw, _ = ctx.raw_config
+    unknown = [_unknown_key(key, TOP_LEVEL_KEYS) for key in raw if key not in TOP_LEVEL_KEYS]
+    unknown += [_unknown_key(key, PREPROCESSING_KEYS, "preprocessing.")
+                for key in ctx.section("preprocessing") if key not in PREPROCESSING_KEYS]
+    model = ctx.section("model")
+    misplaced = []
+    if "dtype" in model:
+        where = "and the top-level dtype decides" if "dtype" in raw else "and the model runs in float32 (the default)"
+        misplaced.append(f"model.dtype: {model['dtype']!r} is passed to load_model as a keyword, not used as the "
+                         f"evaluator's dtype, {where}; put `dtype:` at the top level")
+    for key in ("resize", "num_frames", "max_frames", "frame_rate"):
+        if key in model:
+            misplaced.append(f"model.{key} is passed to load_model as a keyword; the evaluator reads it only under "
+                             "preprocessing:")
+    found = unknown + misplaced
+    if found:
+        return warned("; ".join(found), len(found))
+    keys = ", ".join(sorted(k for k in model if k not in ("num_classes", "weights_file")))
+    extra = f"; model: keys passed to load_model: {keys}" if keys else ""
+    return passed(f"every key is one the evaluator reads{extra}")
+
+
+def _unknown_key(key: object, known: tuple[str, ...], prefix: str = "") -> str:
+    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+    hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+    return f"{prefix}{key} is not a key the evaluator reads{hint}"
 
 
 def check_config_dtype(ctx: BundleContext) -> Finding:
@@ -192,15 +226,36 @@ def check_config_frame_rate(ctx: BundleContext) -> Finding:
 def check_config_classes(ctx: BundleContext) -> Finding:
     model = ctx.section("model")
     classes = model.get("num_classes", DEFAULT_NUM_CLASSES)
-    if classes != NETWORK_CLASSES or isinstance(classes, bool):
-        said = f"model.num_classes is {classes!r}" if "num_classes" in model else \
-            f"model.num_classes is missing, so the evaluator uses its default {DEFAULT_NUM_CLASSES}"
-        return problem(f"{said}; image and video are scored over {NETWORK_CLASSES} classes "
-                       "[real, synthetic, semisynthetic]", str(classes))
-    return passed(f"model.num_classes: {NETWORK_CLASSES} (real, synthetic, semisynthetic)", NETWORK_CLASSES)
+    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
+        return problem(f"model.num_classes is {classes!r}; the evaluator needs a positive int and the load fails",
+                       str(classes))
+    if classes == NETWORK_CLASSES:
+        return passed(f"model.num_classes: {NETWORK_CLASSES} (real, synthetic, semisynthetic)", NETWORK_CLASSES)
+    said = f"model.num_classes is {classes}" if "num_classes" in model else \
+        f"model.num_classes is missing, so the evaluator uses its default {DEFAULT_NUM_CLASSES}"
+    return warned(f"{said}: the network loads and scores it, {classes_cost(classes)}", classes)
+
+
+def classes_cost(count: int) -> str:
+    """What a head of `count` logits costs under today's 3-class scoring (one sentence end, shared by two rows)."""
+    if count in (1, 2):
+        return ("but a semisynthetic sample can never be predicted right: the multiclass reading pads the head "
+                "with zeros, and the entrance exam's ≥ 80 % 3-class accuracy counts those samples as wrong")
+    return f"truncated to {NETWORK_CLASSES} classes: the probability of every class past the third is lost"
 
 
 # ---------------------------------------------------------------------------- model.py, statically
+
+
+def check_network_reach(ctx: BundleContext) -> Finding:
+    if ctx.model_tree is None:
+        return skipped("model.py does not parse (see static-analysis)")
+    reaches = find_network_reaches(ctx.model_source)
+    if reaches:
+        shown = "".join(f"\n{v.where} {v.message}" for v in reaches[:MAX_VIOLATIONS_SHOWN])
+        return warned(f"{len(reaches)} place(s) that download when they run; the evaluator has no network, so a "
+                      f"load that reaches one fails:{shown}", len(reaches))
+    return passed("no hub id, URL or pretrained download in model.py")
 
 
 def check_static_analysis(ctx: BundleContext) -> Finding:
@@ -243,7 +298,9 @@ def check_load_model_signature(ctx: BundleContext) -> Finding:
 def check_bundle_loads(ctx: BundleContext) -> Finding:
     worker, error = ctx.load()
     if worker is None:
-        return problem(describe_load_error(error, ctx.load_limit_s), error.stage)
+        if error.stage == "timeout":
+            return problem(describe_load_error(error, ctx.load_limit_s), "timeout")
+        return problem(describe_load_error(error, ctx.load_limit_s, ctx.runtime_record()["kind"]), error.stage)
     info = worker.info
     config = info["config"]
     dtype_note = "" if info["param_dtype"] == config["dtype"] else f" (config dtype {config['dtype']})"
@@ -288,13 +345,25 @@ def check_bundle_classes(ctx: BundleContext) -> Finding:
     configured = ctx.loaded_info["config"]["num_classes"]
     if count == NETWORK_CLASSES:
         return passed(f"K = {count} logits: real, synthetic, semisynthetic", count)
-    if count in (1, 2):
-        what = "1 logit (read through a sigmoid as p(AI))" if count == 1 else "2 logits [real, AI]"
-        return problem(f"{what}: under the multiclass scoring the network uses for image and video, a semisynthetic "
-                       "sample can never be predicted right (and the ≥ 80 % entrance accuracy counts them)", count)
-    if count == 4 and count != configured:
-        return problem("4 logits: the evaluator truncates to 3 classes and the fourth class's probability is lost", count)
-    return problem(f"{count} logits while model.num_classes is {configured}; the network scores 3 classes", count)
+    what = {1: "1 logit (read through a sigmoid as p(AI))", 2: "2 logits [real, AI]"}.get(count, f"{count} logits")
+    mismatch = f" (model.num_classes says {configured})" if configured != count else ""
+    return problem(f"{what}{mismatch}: the network scores it, {classes_cost(count)}", count)
+
+
+def check_runtime(ctx: BundleContext) -> Finding:
+    record = ctx.runtime_record()
+    versions = record.get("versions") or {}
+    held = ", ".join(f"{name} {version}" for name, version in versions.items() if version)
+    notes = "".join(f"; {note}" for note in record.get("notes") or ())
+    if record["kind"] == "kit":
+        differences = "; ".join(record["drift"]) or "none of the pinned versions differ"
+        return warned(f"ran under the kit's own environment, not the evaluator's ({differences}){notes} — "
+                      f"`kit runtime install` makes the evaluator's runtime once, and every check then runs in it",
+                      "kit")
+    if record["drift"]:
+        return warned(f"ran under {record['label']}, which differs from {EVALUATOR}: {'; '.join(record['drift'])}"
+                      f"{notes}", record["kind"])
+    return passed(f"ran under {record['label']}: Python {record.get('python')}, {held}{notes}", record["kind"])
 
 
 def check_bundle_spec_match(ctx: BundleContext) -> Finding:
@@ -363,6 +432,11 @@ BUNDLE_RULES: tuple[Rule, ...] = (
          "the evaluator reads its keys before anything else; a YAML error fails the load",
          "fix the YAML (python -c \"import yaml; yaml.safe_load(open('model_config.yaml'))\" shows the error)",
          check_config_yaml, needs=("bundle-files",)),
+    Rule("config-keys", "warn", "every key is one the evaluator reads, where it reads it",
+         "a misspelt key (rezise:) is silently ignored and its default used; `dtype` or `resize` under model: "
+         "goes to load_model as a keyword and never reaches the evaluator",
+         "rename the key as shown (did you mean …), or move it to where the evaluator reads it",
+         check_config_keys, needs=_CONFIG),
     Rule("config-dtype", "fail", "dtype one of float32/fp32/float16/fp16/bfloat16/bf16",
          "the evaluator moves the model to this dtype with .to(device, dtype); any other value fails the load",
          "set `dtype: float32` (or float16 / bfloat16) at the top level", check_config_dtype, needs=_CONFIG),
@@ -378,13 +452,22 @@ BUNDLE_RULES: tuple[Rule, ...] = (
          "the evaluator samples every round(fps / frame_rate)-th frame; a zero, negative or NaN rate fails the load",
          "drop frame_rate (consecutive frames) or set the rate the model was trained at, e.g. 8",
          check_config_frame_rate, needs=_CONFIG, modality="video"),
-    Rule("config-classes", "fail", "model.num_classes is 3",
-         "image and video are scored over [real, synthetic, semisynthetic]; the evaluator's default is 2",
-         "set `model: {num_classes: 3}` and give the head 3 outputs in that order", check_config_classes, needs=_CONFIG),
+    Rule("config-classes", "fail", "model.num_classes is a positive int, 3 to be scored on every class",
+         "image and video are scored over [real, synthetic, semisynthetic]; the evaluator's default is 2. Any other "
+         "head is loaded and scored, at the cost shown",
+         "give the head 3 outputs in the order real, synthetic, semisynthetic (`kit train --from-bundle DIR` trains "
+         "one on your model) and then set `model: {num_classes: 3}`; changing num_classes alone makes load_model "
+         "build a head the weights do not fit", check_config_classes, needs=_CONFIG),
     Rule("static-analysis", "fail", "model.py uses only allowlisted imports and no blocked import, call or submodule",
          "the network analyses model.py before running it and rejects the submission on any hit (read conservatively)",
          "apply the fix shown for each model.py:LINE (docs/bundles.md lists the allowlist)", check_static_analysis,
          needs=("bundle-files",)),
+    Rule("network", "warn", "model.py downloads nothing (no hub id, URL or pretrained weights)",
+         "the evaluator loads bundles without network: from_pretrained('org/name'), torch.hub, URLs and "
+         "pretrained=True fail there, and the submission with them",
+         "save every weight into the weights file and build the model from code or a config literal "
+         "(transformers: Config(...) + Model(config); timm: create_model(name, pretrained=False))",
+         check_network_reach, needs=("bundle-files",)),
     Rule("load-model-signature", "fail", "load_model(weights_path, …) accepts num_classes and every model: key",
          "the evaluator binds load_model(weights_path, **model_keys); if that fails it retries with num_classes "
          "alone, silently dropping the other keys",
@@ -393,8 +476,14 @@ BUNDLE_RULES: tuple[Rule, ...] = (
     Rule("bundle-loads", "fail", "imports as custom_model, load_model returns an nn.Module, .to(dtype) works",
          "the evaluator imports model.py by file location, calls load_model, moves the result; any error (or a "
          "hang) means nothing is scored",
-         "run the bundle as the evaluator does (see the message) and fix the stage that fails; model.py must stand alone",
+         "fix the stage the message names; model.py may import only itself and the allowlisted libraries, and "
+         "load_model may read only the weights file",
          check_bundle_loads, needs=_LOADABLE),
+    Rule("runtime", "warn", f"loaded under the evaluator's library versions ({EVALUATOR})",
+         "the evaluator loads bundles under its pinned torch, transformers, timm …; weights saved from other "
+         "versions can fail its strict load (transformers renamed ViT and VideoMAE attention weights after 5.2)",
+         "run `kit runtime install` once: every bundle run then uses the evaluator's versions (or pass --python)",
+         check_runtime),
     Rule("bundle-runs", "fail", "forward runs on a raw uint8 batch in the configured dtype",
          "the evaluator feeds the raw uint8 tensor under no_grad; the model must cast to its own parameter dtype",
          "in forward: x = x.to(next(self.parameters()).dtype) / 255, then normalise", check_bundle_runs,
@@ -409,8 +498,9 @@ BUNDLE_RULES: tuple[Rule, ...] = (
          "do not hard-code the batch size (use x.shape[0], reshape with -1)", check_bundle_batches, needs=_OUTPUTS),
     Rule("bundle-classes", "warn", "3 logits [real, synthetic, semisynthetic]",
          "under multiclass scoring a narrower head is zero-padded (its missing classes are never predicted) and a "
-         "wider one truncated",
-         "give the head 3 outputs in the order real, synthetic, semisynthetic", check_bundle_classes, needs=_OUTPUTS),
+         "wider one truncated; either is scored",
+         "give the head 3 outputs in the order real, synthetic, semisynthetic (`kit train --from-bundle DIR`)",
+         check_bundle_classes, needs=_OUTPUTS),
     _shared("finite", _OUTPUTS),
     _shared("not-softmaxed", _OUTPUTS),
     _shared("responsive", _OUTPUTS),

@@ -59,6 +59,8 @@ class CheckReport:
     threads: int
     spec: dict[str, Any] | None
     results: list[RuleResult] = field(default_factory=list)
+    #: A bundle's runtime: which interpreter ran it and the library versions it held (None for ONNX).
+    runtime: dict[str, Any] | None = None
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -95,6 +97,7 @@ class CheckReport:
             "ort_min": self.ort_min,
             "threads": self.threads,
             "spec": self.spec,
+            "runtime": self.runtime,
             "ok": not self.failed,
             "summary": self.summary(),
             "results": [r.to_dict() for r in self.results],
@@ -193,7 +196,9 @@ def _check_bundle(artifact: Artifact, modality: str | None, version: tuple[int, 
         if ctx.raw_config[1] is None:  # a readable YAML that says neither: ask (an unreadable one is config-yaml's)
             ctx.require_modality()
         try:
-            return _walk(rules_for("bundle"), ctx, _new_report(artifact, ctx.modality, version, threads), on_rule)
+            report = _walk(rules_for("bundle"), ctx, _new_report(artifact, ctx.modality, version, threads), on_rule)
+            report.runtime = ctx.runtime_record()
+            return report
         finally:
             ctx.close()
 
