@@ -174,7 +174,8 @@ def build_detector(request: BuildRequest, on_step: Callable[[str], None] | None 
                 raise OutputExistsError(existing)
     step(f"resolving {request.model}")
     backbone, defaults = resolve_backbone(request.model, request.modality, task=request.task,
-                                          weights=request.weights, options=dict(request.source_options))
+                                          weights=request.weights, options=dict(request.source_options),
+                                          num_classes=len(request.class_names) if request.class_names else None)
     spec = make_spec(replace(request, name=name), backbone, defaults)
     request = replace(request, formats=resolve_formats(request.formats, spec.task))
     if request.with_embeddings and "onnx" not in request.formats:

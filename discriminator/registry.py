@@ -1,4 +1,4 @@
-"""Where `kit build --model X` finds its backbone: named sources, `hf:` ids/dirs and `py:` factories.
+"""Where `kit build --model X` finds its backbone: named sources, `hf:` ids/dirs, `timm:` architectures and `py:` factories.
 
 Named sources are rows registered with `register_source()`: the built-in ones are
 declared in `onnx_examples/sources.py` with their metadata and a `module:function`
@@ -90,11 +90,22 @@ def get_source(name: str) -> SourceEntry:
 
 
 def resolve_backbone(model: str, modality: str, task: str = "auto", weights: Path | None = None,
-                     options: dict[str, Any] | None = None) -> tuple[Backbone, dict[str, Any]]:
-    """Turn the `--model` string into a Backbone; also return the spec defaults the source implies."""
+                     options: dict[str, Any] | None = None,
+                     num_classes: int | None = None) -> tuple[Backbone, dict[str, Any]]:
+    """Turn the `--model` string into a Backbone; also return the spec defaults the source implies.
+
+    `num_classes` (from --classes) is the head's width, given to every source that builds its own head.
+    """
     options = dict(options or {})
     if "task" in options:
         raise UsageError("the task is not a model option", f"pass --task {options['task']} instead of --model-option task=…")
+    if model.startswith("timm:"):
+        from discriminator.sources.timm_source import load_timm_backbone
+
+        _refuse_unknown_options(model, load_timm_backbone, options, set_by_the_kit=("name", "modality", "task", "num_classes"))
+        backbone = load_timm_backbone(model[5:], modality=modality, task=task, num_classes=num_classes or 3, **options)
+        size = backbone.provenance["input_size"]
+        return apply_weights(backbone, weights), {"height": size[0], "width": size[1]}
     if model.startswith("hf:"):
         from discriminator.sources.huggingface import load_hf_backbone
 
@@ -109,8 +120,7 @@ def resolve_backbone(model: str, modality: str, task: str = "auto", weights: Pat
     if model.startswith("py:"):
         from discriminator.sources.python import load_python_backbone
 
-        _refuse_unknown_options(model, load_python_backbone, options, set_by_the_kit=("target", "weights", "task", "modality"))
-        return load_python_backbone(model[3:], weights=weights, task=task, modality=modality, **options), {}
+        return load_python_backbone(model[3:], weights=weights, task=task, modality=modality, factory_options=options), {}
     from discriminator.sources.checkpoint import is_checkpoint_dir, load_checkpoint_backbone
 
     if is_checkpoint_dir(Path(model)):
@@ -122,6 +132,12 @@ def resolve_backbone(model: str, modality: str, task: str = "auto", weights: Pat
     if task not in ("auto", "classify"):
         raise UsageError(f"'{model}' is a classifier; --task {task} needs a base model", "use hf:<base-model-id> for embeddings")
     parameters = _refuse_unknown_options(model, entry.factory, options)
+    if num_classes is not None and "num_classes" not in options:
+        if "num_classes" in parameters:
+            options["num_classes"] = num_classes
+        elif num_classes != 3:
+            raise UsageError(f"'{model}' always builds a 3-class head, so --classes cannot name {num_classes}",
+                             "leave --classes out, or build a source that takes num_classes (timm:, py:)")
     try:
         backbone = entry.factory(**options)
     except KitError:

@@ -32,8 +32,6 @@ WEIGHTS_FILE = "model.safetensors"
 BUNDLE_FILES = (CONFIG_FILE, MODEL_FILE, WEIGHTS_FILE)
 #: `--dtype` choices: what `model_config.yaml` says and what the weights are stored in.
 BUNDLE_DTYPES = ("float32", "float16", "bfloat16")
-#: The class count the evaluator scores image and video with (current-contract §2).
-EVALUATOR_NUM_CLASSES = 3
 #: Names the template defines; an embedded backbone must not define them again.
 TEMPLATE_NAMES = frozenset({"MODALITY", "CLASS_NAMES", "MEAN", "STD", "INPUT_KIND", "NATIVE_FRAMES", "TEMPERATURE",
                             "build_backbone", "uniform_frame_indices", "class_logits", "SN34Detector", "load_model",
@@ -143,7 +141,7 @@ def recipe_for(backbone: Backbone, source_options: dict[str, Any]) -> BundleReci
         return backbone.recipe
     source = str(backbone.provenance.get("source", ""))
     if source.startswith("py:"):
-        return python_source_recipe(source, source_options)
+        return python_source_recipe(source, backbone.provenance.get("factory_options", source_options))
     return hf_recipe(backbone.module)
 
 
@@ -192,7 +190,8 @@ def render_model_config(spec: DetectorSpec, dtype: str, frame_rate: float | None
         lines.append(f"  num_frames: {spec.frames}")
         if frame_rate is not None:
             lines.append(f"  frame_rate: {float(frame_rate)!r}")
-    lines += ["model:", f"  num_classes: {EVALUATOR_NUM_CLASSES}", f"  weights_file: {WEIGHTS_FILE}"]
+    # The head's own width: 3 for [real, synthetic, semisynthetic]; a 2-class build says 2, as its model.py emits.
+    lines += ["model:", f"  num_classes: {len(spec.class_names)}", f"  weights_file: {WEIGHTS_FILE}"]
     return "\n".join(lines) + "\n"
 
 

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from discriminator.cli.common import (
+    PYTHON_HELP,
     Modality,
     console,
     err_console,
@@ -16,6 +17,7 @@ from discriminator.cli.common import (
     examples_epilog,
     kit_command,
     parse_model_options,
+    use_python,
 )
 from discriminator.errors import UsageError
 from discriminator.export_options import DEFAULT_OPSET, EXPORTER_NAMES
@@ -46,6 +48,9 @@ EXAMPLES = [
     ("kit build video --model hf-videomae --name vmae", "VideoMAE from the hub, re-headed to 3 classes"),
     ("kit build image --model hf:./vit-finetuned --name vit", "a local save_pretrained() folder"),
     ("kit build image --model py:my_net.py:make_model --weights best.safetensors", "your own nn.Module"),
+    ("kit build image --model py:my_net.py:make_model --model-option depth=4", "…built by your factory with depth=4 (model.py calls it the same way)"),
+    ("kit build image --model timm:convnext_tiny --weights convnext.safetensors", "a timm architecture with your weights"),
+    ("kit build image --model example-image --classes real,ai", "a 2-logit head (scored, but never right on semisynthetic)"),
     ("kit build video --model hf:./videomae-base --task embeddings", "export embeddings [B,tokens,dim] + [B,dim]"),
     ("kit build image --model hf:./vit-finetuned --with-embeddings", "the detector plus vit-finetuned_embed.onnx and _class.onnx"),
     ("kit build video --model runs/video --force", "rebuild over an earlier build (its old zips are removed)"),
@@ -64,10 +69,10 @@ def _parse_classes(text: Optional[str]) -> Optional[tuple[str, ...]]:
 @kit_command
 def build_command(
     modality: Modality = typer.Argument(..., help="image ([B,3,H,W] input) or video ([B,T,3,H,W] input)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered name (see `kit models`), hf:<id-or-dir>, py:<file.py>:<factory>, or a `kit train` checkpoint folder. Default: example-<modality>."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered name (see `kit models`), hf:<id-or-dir>, timm:<architecture>, py:<file.py>:<factory>, or a `kit train` checkpoint folder. Default: example-<modality>."),
     name: Optional[str] = typer.Option(None, "--name", "-n", help="Build name; output goes to submissions/<name>/."),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="State dict (.safetensors or torch) to load into the model."),
-    model_option: list[str] = typer.Option([], "--model-option", help="KEY=VALUE passed to a registered model's factory (repeatable), e.g. channels=8,16,32,64."),
+    model_option: list[str] = typer.Option([], "--model-option", help="KEY=VALUE passed to the source (repeatable): a registered model's or a py: file's factory, timm.create_model, e.g. channels=8,16,32,64."),
     height: Optional[int] = typer.Option(None, "--height", help="Fixed input height (the validator resizes to it). Default: the model's (a Hugging Face config's image_size, a checkpoint's), else 224."),
     width: Optional[int] = typer.Option(None, "--width", help="Fixed input width. Default: as for --height."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Frames the validator sends (video). Default 16; the graph accepts any T."),
@@ -83,6 +88,7 @@ def build_command(
     format: Optional[Format] = typer.Option(None, "--format", help="What to emit: bundle (what the network accepts today), onnx (the ONNX era; fast local benches) or both. Default: both (onnx for --task embeddings)."),
     dtype: Dtype = typer.Option(Dtype.float32, "--dtype", help="Bundle dtype: model_config.yaml's dtype and the dtype the weights are stored in."),
     frame_rate: Optional[float] = typer.Option(None, "--frame-rate", help="Video bundles: preprocessing.frame_rate; the evaluator then keeps every round(fps/rate)-th frame."),
+    python: Optional[str] = typer.Option(None, "--python", help=PYTHON_HELP),
 ) -> None:
     """Wrap a detector (uint8 in, normalised inside, 3-class logits out), emit a safetensors bundle and an ONNX
     file, and verify each by running it: the bundle loaded as the network's evaluator loads it, the ONNX file in
@@ -91,6 +97,7 @@ def build_command(
 
     from discriminator.build import BuildRequest, build_detector
 
+    use_python(python)
     request = BuildRequest(
         modality=modality.value, model=model or f"example-{modality.value}", name=name, weights=weights,
         height=height, width=width, frames=frames, native_frames=native_frames, class_names=_parse_classes(classes),
@@ -127,6 +134,14 @@ def build_command(
         console.print(f"  bundle  {escape(str(result.bundle_dir))}/ ({result.bundle_size_bytes / 1e6:.1f} MB, {check.dtype}) — "
                       f"loaded as the evaluator does; max |bundle − PyTorch| {check.max_logits_vs_torch:.1e}{onnx_part}"
                       f" over {len(check.rows)} runs{drift}")
+        versions = check.runtime.get("versions") or {}
+        under = ", ".join(f"{name} {versions[name]}" for name in ("torch", "transformers", "timm") if versions.get(name))
+        if check.runtime.get("kind") == "kit":
+            err_console.print(f"  [yellow]! verified under the kit's own environment ({escape(under)}), not the "
+                              "evaluator's: `kit runtime install`, then rebuild, to prove it under gasbench's pins[/]")
+        else:
+            console.print(f"  runtime {escape(under)}" + (f" — differs from the evaluator: {escape('; '.join(check.runtime['drift']))}"
+                                                          if check.runtime.get("drift") else " (the evaluator's pins)"))
     if result.onnx_path is not None:
         console.print(f"  onnx    {escape(str(result.onnx_path))} ({result.size_bytes / 1e6:.1f} MB, export {result.export_seconds:.1f} s) — "
                       f"max |ONNX − PyTorch| {result.max_abs_diff:.1e} over {len(result.verify.rows)} runs "

@@ -1,7 +1,8 @@
 """`py:<module-or-file.py>:<factory>` — a miner's own nn.Module.
 
-The factory is called with no arguments and returns either a `Backbone` (full
-control) or an `nn.Module`. A plain module may carry these optional attributes,
+The factory is called with the `--model-option k=v` pairs its signature takes and
+returns either a `Backbone` (full control) or an `nn.Module`; the same call is
+written into a bundle's `model.py`. A plain module may carry these optional attributes,
 read by the kit: `input_kind` ("frames" per picture, or "clip" for `[B,T,3,H,W]`),
 `native_frames`, `mean`, `std`, `class_names`. The module receives normalised
 float32 input and returns logits (a tensor, an HF output with `.logits`, a dict
@@ -12,10 +13,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -71,16 +74,47 @@ def import_factory(target: str) -> Callable[[], object]:
     return factory
 
 
-def load_python_backbone(target: str, weights: Path | None = None, task: str = "auto",
-                         input_kind: str | None = None, native_frames: int | None = None, modality: str = "image") -> Backbone:
-    factory = import_factory(target)
+#: --model-option keys the kit reads itself for a `py:` source, unless the factory takes a parameter of that name.
+KIT_OPTIONS = ("input_kind", "native_frames")
+
+
+def split_factory_options(factory: Callable[..., object], target: str,
+                          options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(options for the factory, options for the kit): every key the factory's signature takes goes to it (as
+    docs/bundles.md promises), `input_kind`/`native_frames` otherwise to the kit, anything else is refused."""
     try:
-        made = factory()
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        parameters = {}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    for_factory, for_kit = {}, {}
+    for key, value in options.items():
+        if key in parameters or (takes_any and key not in KIT_OPTIONS):
+            for_factory[key] = value
+        elif key in KIT_OPTIONS:
+            for_kit[key] = value
+        else:
+            named = ", ".join(name for name, p in parameters.items()
+                              if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD))
+            raise UsageError(f"py:{target} takes no option '{key}'",
+                             f"its factory's parameters are: {named or 'none'}; the kit's own: {', '.join(KIT_OPTIONS)}")
+    return for_factory, for_kit
+
+
+def load_python_backbone(target: str, weights: Path | None = None, task: str = "auto", modality: str = "image",
+                         factory_options: dict[str, Any] | None = None) -> Backbone:
+    """Call the factory with the --model-option keys it takes; a plain nn.Module is wrapped with the kit's defaults."""
+    factory = import_factory(target)
+    for_factory, for_kit = split_factory_options(factory, target, dict(factory_options or {}))
+    input_kind, native_frames = for_kit.get("input_kind"), for_kit.get("native_frames")
+    try:
+        made = factory(**for_factory)
     except KitError:
         raise
     except Exception as exc:
-        raise InputError(f"py:{target} raised {type(exc).__name__}: {first_line(exc)}",
-                         "fix the factory: the kit calls it with no arguments and expects an nn.Module") from exc
+        given = f" with {', '.join(f'{k}={v!r}' for k, v in for_factory.items())}" if for_factory else ""
+        raise InputError(f"py:{target}{given} raised {type(exc).__name__}: {first_line(exc)}",
+                         "fix the factory (or the --model-option values): it must return an nn.Module") from exc
     if isinstance(made, Backbone):
         backbone = made
     elif isinstance(made, nn.Module):
@@ -100,6 +134,7 @@ def load_python_backbone(target: str, weights: Path | None = None, task: str = "
     if task == "embeddings":
         raise UsageError("--task embeddings is for Hugging Face base models", "use hf:<base-model-id>, or export your own embedding module with --task classify")
     backbone.provenance["source"] = f"py:{target}"
+    backbone.provenance["factory_options"] = for_factory
     if weights is None:
         backbone.notes.append("no --weights given: the module's own initialisation is exported as is")
     from discriminator.registry import apply_weights

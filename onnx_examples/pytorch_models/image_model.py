@@ -37,9 +37,9 @@ def network_recipe(build: str) -> BundleRecipe:
     return BundleRecipe(code=path.read_text(encoding="utf-8"), build=build, origin="onnx_examples/pytorch_models/networks.py")
 
 
-def example_image(channels: tuple[int, ...] = DEFAULT_CHANNELS, seed: int = 0) -> Backbone:
+def example_image(channels: tuple[int, ...] = DEFAULT_CHANNELS, seed: int = 0, num_classes: int = 3) -> Backbone:
     torch.manual_seed(seed)
-    module = CNNImageDetector(tuple(channels))
+    module = CNNImageDetector(tuple(channels), num_classes=num_classes)
     return Backbone(
         module=module.eval(),
         input_kind="frames",

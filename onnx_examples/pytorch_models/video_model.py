@@ -31,9 +31,9 @@ from onnx_examples.pytorch_models.networks import DEFAULT_CHANNELS, FrameCNNVide
 #: Frames the video network looks at; the wrapper maps any incoming count onto these.
 NATIVE_FRAMES = 8
 
-def example_video(channels: tuple[int, ...] = DEFAULT_CHANNELS, seed: int = 0) -> Backbone:
+def example_video(channels: tuple[int, ...] = DEFAULT_CHANNELS, seed: int = 0, num_classes: int = 3) -> Backbone:
     torch.manual_seed(seed)
-    module = FrameCNNVideoDetector(tuple(channels))
+    module = FrameCNNVideoDetector(tuple(channels), num_classes=num_classes)
     return Backbone(
         module=module.eval(),
         input_kind="clip",
