@@ -1,5 +1,6 @@
 # The two front-door commands: `make demo` and `make test`.
-# Both create .venv on first use (CPU PyTorch pinned by constraints.txt) and reuse it after.
+# Both create .venv on first use (CPU PyTorch pinned by constraints.txt) and the evaluator's runtime
+# (`kit runtime install`, once per machine), and reuse them after.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -9,9 +10,14 @@ DEMO_DIR ?= demo_data
 # Training seed for the demo (initial weights, shuffling, flips): make demo SEED=3
 SEED   ?= 0
 
-.PHONY: demo demo-image test test-all perf setup clean
+.PHONY: demo demo-image test test-all perf setup runtime clean
 
 setup: $(STAMP)
+
+# The evaluator's runtime (gasbench 0.11.1's torch, transformers, timm … in their own venv under
+# ~/.cache/sn34-kit/runtimes, or $$KIT_RUNTIME_DIR): made once per machine, then every bundle runs in it.
+runtime: $(STAMP)
+	$(BIN)/kit runtime install --quiet
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,16 +28,16 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(BIN)/python -m pip uninstall --quiet --yes kernels 2>/dev/null || true
 	@touch $(STAMP)
 
-demo: $(STAMP)
+demo: runtime
 	$(BIN)/python -m discriminator.demo video --seed $(SEED)
 
-demo-image: $(STAMP)
+demo-image: runtime
 	$(BIN)/python -m discriminator.demo image --seed $(SEED)
 
-test: $(STAMP)
+test: runtime
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test-all: $(STAMP)
+test-all: runtime
 	$(BIN)/python -m pytest -q
 
 perf: $(STAMP)

@@ -243,9 +243,12 @@ class BundleContext:
         try:
             output = worker.run(PROBES[probe](shape), timeout_s=self.options.time_limit_s)
         except BundleError as exc:
-            message = exc.message
             if exc.stage == "timeout":
-                message += f" ({self.options.time_limit_s:g} s limit)"
+                where = "this CPU" if self.options.device == "cpu" else self.options.device
+                message = (f"did not finish within {self.options.time_limit_s:g} s on {where} (a {_shape_text(shape)} "
+                           "batch): raise --time-limit, or check on a GPU with --device cuda")
+                return RunOutcome(shape, None, message, time.perf_counter() - started, stage=exc.stage)
+            message = exc.message
             return RunOutcome(shape, None, message + _last_line(exc.detail, message), time.perf_counter() - started,
                               stage=exc.stage)
         return RunOutcome(shape, output, None, worker.last_seconds)
@@ -333,6 +336,10 @@ def describe_load_error(error: BundleError, limit_s: float, runtime_kind: str = 
                     f"{EVALUATOR_PINS[dist]}), not in the kit's own environment: `kit runtime install` makes the "
                     "evaluator's runtime, and every check then runs in it")
     return text
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "[" + ",".join(str(d) for d in shape) + "]"
 
 
 def _last_line(detail: str, message: str) -> str:

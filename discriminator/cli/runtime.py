@@ -23,7 +23,7 @@ runtime_app = typer.Typer(help="The evaluator's runtime: the library versions th
 @kit_command
 def install_command(
     force: bool = typer.Option(False, "--force", help="Remake it even when it is there and matches the pins."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Hide pip's output (progress and errors still show)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Send pip's output to install.log beside the runtime (its tail is shown if pip fails)."),
 ) -> None:
     """Make the evaluator's runtime: a virtualenv holding exactly gasbench 0.11.1's pinned versions.
 
@@ -32,17 +32,24 @@ def install_command(
     are CUDA builds (several GB with their CUDA libraries); they also run on a CPU. Nothing is installed into the
     kit's own environment.
     """
-    import subprocess
+    from contextlib import nullcontext
 
     from discriminator.errors import KitError
-    from validator_sim.runtime import RuntimeSetupError, describe_bytes, install_runtime, runtime_home
+    from validator_sim.runtime import RuntimeSetupError, describe_bytes, install_runtime, runtime_home, runtime_root
 
     console.print(f"evaluator runtime: {escape(str(runtime_home()))}")
+    log_path = runtime_root() / "install.log"
+    if quiet:
+        runtime_root().mkdir(parents=True, exist_ok=True)
     try:
-        runtime, manifest, made = install_runtime(
-            force=force, echo=lambda line: console.print(f"  {escape(line)}"),
-            pip_output=subprocess.DEVNULL if quiet else None)
+        with (open(log_path, "w", encoding="utf-8") if quiet else nullcontext()) as log:
+            runtime, manifest, made = install_runtime(
+                force=force, echo=lambda line: console.print(f"  {escape(line)}"), pip_output=log)
     except RuntimeSetupError as exc:
+        if quiet:
+            tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-15:]
+            console.print("\n".join(escape(line) for line in tail))
+            raise KitError(exc.message, f"the lines above are the end of {log_path}; {exc.fix}") from exc
         raise KitError(exc.message, exc.fix) from exc
     except KeyboardInterrupt:
         console.print("interrupted: the unfinished runtime was removed; rerun `kit runtime install`")
