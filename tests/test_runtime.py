@@ -206,7 +206,7 @@ def test_kit_bench_runs_a_bundle_in_the_evaluator_runtime_and_results_json_carri
     result = CliRunner().invoke(app, ["bench", str(folder), "--data", str(tmp_path / "data"), "--modality", "image",
                                       "--out", str(out), "--no-cache", "--threads", "1"])
     assert result.exit_code == 0, result.output
-    session = json.loads((out / "results.json").read_text())["session"]
+    session = json.loads((out / "results.json").read_text())["kit"]["session"]
     assert session["bundle_runtime"]["kind"] == "evaluator" and session["bundle_runtime"]["drift_from_evaluator"] == []
     assert session["bundle_runtime"]["library_versions"]["transformers"] == "5.2.0"
     assert session["runtime"].startswith("torch 2.8.0")

@@ -362,9 +362,13 @@ def check_finite(ctx: CheckContext) -> Finding:
     return passed(f"finite logits on {', '.join(CONTENT_PROBES)} inputs", len(outputs))
 
 
-def _softmax(rows: np.ndarray) -> np.ndarray:
-    """The validator's softmax, in float32 like the output it reads."""
+def _probabilities(rows: np.ndarray) -> np.ndarray:
+    """The validator's probabilities, in float32 like the output it reads: a sigmoid for a single logit
+    (read as [1 − p, p]), else a stable softmax."""
     rows = rows.astype(np.float32)
+    if rows.shape[1] == 1:
+        p_ai = 1.0 / (1.0 + np.exp(-rows))
+        return np.concatenate([1.0 - p_ai, p_ai], axis=1)
     shifted = np.exp(rows - rows.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
 
@@ -390,7 +394,7 @@ def check_responsive(ctx: CheckContext) -> Finding:
     outputs = _finite_outputs(ctx)
     if len(outputs) < 2:
         return skipped("fewer than two finite outputs to compare")
-    probabilities = np.concatenate([_softmax(rows) for rows in outputs.values()])
+    probabilities = np.concatenate([_probabilities(rows) for rows in outputs.values()])
     spread = float((probabilities.max(axis=0) - probabilities.min(axis=0)).max())
     if spread < CONSTANT_SPREAD:
         return problem(f"probabilities never move (spread {spread:.2g}) across {', '.join(outputs)} inputs: "

@@ -24,7 +24,7 @@ from discriminator.artifact import BUNDLE_CONFIG, BUNDLE_MODEL, BUNDLE_OPTIONAL
 from discriminator.bundle.analyzer import find_network_reaches
 from discriminator.check.bundle_context import BundleContext, describe_load_error
 from discriminator.check.rules import RULES_BY_ID, Finding, Rule, passed, problem, skipped, warned
-from validator_sim.runtime import EVALUATOR
+from validator_sim.runtime import EVALUATOR, kit_environment_notes
 from validator_sim.bundle_runtime import DEFAULT_FRAMES, DEFAULT_NUM_CLASSES, DEFAULT_RESIZE, DTYPE_ALIASES, MAX_FRAMES
 
 #: Batches proven by running: the evaluator's own (32 image, 4 video) and shorter last batches.
@@ -356,6 +356,7 @@ def check_runtime(ctx: BundleContext) -> Finding:
     held = ", ".join(f"{name} {version}" for name, version in versions.items() if version)
     notes = "".join(f"; {note}" for note in record.get("notes") or ())
     if record["kind"] == "kit":
+        notes += "".join(f"; {note}" for note in kit_environment_notes(versions, []))
         differences = "; ".join(record["drift"]) or "none of the pinned versions differ"
         return warned(f"ran under the kit's own environment, not the evaluator's ({differences}){notes} — "
                       f"`kit runtime install` makes the evaluator's runtime once, and every check then runs in it",

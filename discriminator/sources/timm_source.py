@@ -12,6 +12,7 @@ weights for the backbone here (the network never downloads: model.py always says
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from discriminator.errors import HubUnreachableError, UsageError, first_line
@@ -35,7 +36,7 @@ def load_timm_backbone(name: str, modality: str = "image", task: str = "auto", n
         raise UsageError("timm: sources build classifiers; --task embeddings is for hf: base models",
                          "leave --task out")
     if not timm.is_model(name):
-        close = timm.list_models(f"*{name.split('_')[0]}*")[:3] if name else []
+        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise UsageError(f"timm has no architecture '{name}' (timm {timm.__version__})",
                          f"{hint}list them with python -c \"import timm; print(timm.list_models('vit*'))\"")
