@@ -26,6 +26,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@# transformers 5.25 (before the evaluator pins) pulled `kernels`, whose newer API transformers 5.2 cannot import.
 	@$(BIN)/python -m pip uninstall --quiet --yes kernels 2>/dev/null || true
+	@# Every Python of this venv (your own scripts too) can import torchvision, timm and open_clip: see sn34_torchvision.py.
+	@echo "import sn34_torchvision; sn34_torchvision.install()" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/sn34_torchvision.pth"
 	@touch $(STAMP)
 
 demo: runtime

@@ -202,7 +202,7 @@ def package_submission(
         known_modality = report.modality
     # Refuse to overwrite before spending time on the check (the modality names the zip).
     zip_path, record_path = _output_paths(folder, stem_override, artifact.format, known_modality)
-    _refuse_overwrite((zip_path, record_path), force)
+    _refuse_overwrite((zip_path, record_path), force, artifact.source)
 
     members = _zip_members(artifact, known_modality)
     with tempfile.TemporaryDirectory(prefix="kit-package-") as scratch:
@@ -311,8 +311,14 @@ def _output_paths(folder: Path, stem: str | None, fmt: str, modality: str) -> tu
     return zip_path, zip_path.with_name(zip_path.name + RECORD_SUFFIX)
 
 
-def _refuse_overwrite(paths: tuple[Path, Path], force: bool) -> None:
+def _refuse_overwrite(paths: tuple[Path, Path], force: bool, source: Path | None = None) -> None:
     zip_path = paths[0]
+    record = _read_record(paths[1]) if paths[1].is_file() and not force else None
+    if record is not None and source is not None and record.get("source"):
+        earlier = (zip_path.parent / record["source"]).resolve()
+        if earlier != source.resolve():
+            raise KitError(f"{zip_path} already exists and was packaged from another model, {earlier}",
+                           f"pass --name {source.name} to keep both, or --force to replace it")
     if zip_path.is_file() and not force:
         stale = next((s.stale for s in package_states(zip_path.parent) if s.zip_path == zip_path and s.stale), None)
         if stale is not None:

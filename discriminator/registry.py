@@ -131,9 +131,9 @@ def resolve_backbone(model: str, modality: str, task: str = "auto", weights: Pat
                          f"run `kit build {entry.modality} --model {model}`, or pick one of `kit models --modality {modality}`")
     if task not in ("auto", "classify"):
         raise UsageError(f"'{model}' is a classifier; --task {task} needs a base model", "use hf:<base-model-id> for embeddings")
-    parameters = _refuse_unknown_options(model, entry.factory, options)
-    if num_classes is not None and "num_classes" not in options:
-        if "num_classes" in parameters:
+    parameters = _refuse_unknown_options(model, entry.factory, options, set_by_the_kit=("num_classes",))
+    if num_classes is not None:
+        if "num_classes" in inspect.signature(entry.factory).parameters:
             options["num_classes"] = num_classes
         elif num_classes != 3:
             raise UsageError(f"'{model}' always builds a 3-class head, so --classes cannot name {num_classes}",
@@ -159,6 +159,10 @@ def _refuse_unknown_options(model: str, factory: Callable[..., Any], options: di
                             set_by_the_kit: tuple[str, ...] = ()) -> Mapping[str, inspect.Parameter]:
     """Refuse a --model-option the factory does not take (or one the kit sets itself); return its parameters."""
     parameters = {name: p for name, p in inspect.signature(factory).parameters.items() if name not in set_by_the_kit}
+    kit_set = sorted(set(options) & set(set_by_the_kit))
+    if "num_classes" in kit_set:
+        raise UsageError(f"num_classes is not a model option of '{model}'",
+                         "name the classes with --classes, e.g. --classes real,ai")
     unknown = sorted(set(options) - set(parameters))
     if unknown:
         raise UsageError(f"'{model}' takes no option '{unknown[0]}'",

@@ -145,8 +145,8 @@ RUNTIME = [
     ("constant model", dict(head=torch.zeros(3, 3)), {"responsive": "warn"}, "constant model"),
     ("2-logit head", dict(head=HEAD[:2].clone()), {"bundle-classes": "warn"},
      "semisynthetic sample can never be predicted right"),
-    ("num_classes 2 in the config", dict(config=bundle_config(model={"num_classes": 2})), {"config-classes": "fail"},
-     "model.num_classes is 2"),
+    ("num_classes 2 in the config", dict(config=bundle_config(model={"num_classes": 2})), {"config-classes": "warn"},
+     "model.num_classes is 2, so load_model is given num_classes=2"),
     ("an unread weights file beside", dict(files={"old.safetensors": b"old"}), {"extra-files": "warn"},
      "old.safetensors"),
 ]
@@ -176,7 +176,8 @@ def test_a_hanging_model_py_hits_the_time_limit_and_the_kit_survives(tmp_path):
     folder = make_bundle(tmp_path / "bundle", source=source)
     code, rules, _, stderr = check_cli(folder, "--time-limit", "6")
     assert code == 1 and flagged(rules) == {"bundle-runs": "fail"}
-    assert "time limit" in rules["bundle-runs"]["message"] and "6 s limit" in rules["bundle-runs"]["message"]
+    assert "did not finish within 6 s on this CPU" in rules["bundle-runs"]["message"]
+    assert "--time-limit" in rules["bundle-runs"]["message"]
     assert "Traceback" not in stderr
 
 

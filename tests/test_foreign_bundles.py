@@ -119,3 +119,41 @@ def test_timm_and_torchvision_bundles_pass_under_the_kits_own_python_too_and_the
         assert exit_code == 0, {k: r["message"] for k, r in rules.items() if r["status"] == "fail"}
         assert rules["runtime"]["status"] == "warn" and "(evaluator 2.8.0)" in rules["runtime"]["message"]
         assert report["runtime"]["kind"] == "kit"
+
+
+def test_a_misspelt_model_key_is_named_beside_the_default_it_causes(tmp_path, evaluator_runtime):
+    bundle = BY_NAME["timm-image-2class-kwonly"]
+    model = {k: v for k, v in bundle.config["model"].items() if k != "num_classes"}
+    config = {**bundle.config, "model": {**model, "num_clases": 2}}
+    folder = write_foreign_bundle(ForeignBundle(bundle.name, "image", config, bundle.model_py, bundle.build, 0, {}),
+                                  tmp_path / "typo")
+    _, rules, _ = check(folder, bundle)
+    assert "model.num_clases is passed to load_model as a keyword; did you mean model.num_classes" in rules["config-keys"]["message"]
+    assert "uses its default 2" in rules["config-classes"]["message"]
+
+
+@pytest.mark.parametrize("kind", ["folder", "no-torch"])
+def test_a_python_that_cannot_run_bundles_is_one_line_that_says_why(tmp_path, kind):
+    import sys
+
+    folder = write_foreign_bundle(BY_NAME["transformers-resnet-1-logit"], tmp_path / "bundle")
+    if kind == "folder":
+        python, expected = str(Path(sys.executable).parent.parent), "is a folder, not a Python interpreter"
+    else:
+        import venv
+
+        venv.EnvBuilder(with_pip=False).create(tmp_path / "bare")
+        python, expected = str(tmp_path / "bare" / "bin" / "python"), "has no torch, numpy, pyyaml"
+    result = CliRunner().invoke(app, ["check", str(folder), "--modality", "image", "--python", python])
+    assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output, result.output
+
+
+def test_packaging_a_second_bundle_from_the_same_folder_names_the_first_instead_of_overwriting(tmp_path, evaluator_runtime):
+    bundle = BY_NAME["transformers-resnet-1-logit"]
+    first = write_foreign_bundle(bundle, tmp_path / "first")
+    second = write_foreign_bundle(bundle, tmp_path / "second")
+    assert CliRunner().invoke(app, ["package", str(first), "--modality", "image", "--threads", "1"]).exit_code == 0
+    zip_bytes = (tmp_path / "image_bundle.zip").read_bytes()
+    result = CliRunner().invoke(app, ["package", str(second), "--modality", "image", "--threads", "1"])
+    assert result.exit_code == 1 and "was packaged from another model" in result.output and "--name second" in result.output
+    assert (tmp_path / "image_bundle.zip").read_bytes() == zip_bytes

@@ -5,6 +5,6 @@ imports torch. Bundles are run by torch as the evaluator runs them: in-process u
 worker under the evaluator's runtime (`session.open_bundle_session`, `runtime`).
 """
 
-from validator_sim.bundle_runtime import prepare_torchvision_on_import
+import sn34_torchvision
 
-prepare_torchvision_on_import()  # see discriminator/__init__.py
+sn34_torchvision.install()  # see discriminator/__init__.py

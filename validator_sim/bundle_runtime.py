@@ -114,65 +114,11 @@ def library_versions() -> dict[str, Any]:
     return {"python": platform.python_version(), "executable": sys.executable, "versions": versions}
 
 
-def prepare_torchvision() -> str | None:
-    """Let torchvision import where its compiled ops cannot load; a note saying so, or None when nothing was needed.
-
-    The package registry's torchvision wheels are CUDA builds. Under a CPU-only torch of the same release their
-    `_C` extension does not load, which torchvision tolerates (its ops then raise when called) except for two
-    fake-kernel registrations that need the `nms`/`qnms` operators to exist. Declaring those two schemas lets
-    `import torchvision` (and timm, open_clip) succeed; its models and transforms are plain PyTorch.
-    Under a torch the wheel was built for (the evaluator's runtime) the extension loads and this does nothing.
-    """
-    import importlib.util
-
-    spec = importlib.util.find_spec("torchvision")
-    if spec is None or not spec.origin or "torchvision" in sys.modules:
-        return None
-    import torch
-
-    extension = next(Path(spec.origin).parent.glob("_C*.so"), None) or next(Path(spec.origin).parent.glob("_C*.pyd"), None)
-    if extension is None:
-        return None
-    global torchvision_note
-    try:
-        torch.ops.load_library(str(extension))
-        return None
-    except (OSError, RuntimeError):
-        pass
-    for op in ("nms", "qnms"):
-        try:
-            torch.library.define(f"torchvision::{op}", "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        except RuntimeError:
-            pass  # already declared
-    torchvision_note = (f"torchvision's compiled ops do not load against torch {torch.__version__} (a build for another "
-                        "torch): its models and transforms work, its detection ops (nms, roi_align…) raise")
-    return torchvision_note
-
-
-#: Set once `prepare_torchvision` had to step in, so a run can say so.
-torchvision_note: str | None = None
-
-
-class _PrepareTorchvisionOnImport:
-    """A meta path finder that runs `prepare_torchvision` the first time anything imports torchvision, then leaves."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name == "torchvision":
-            if self in sys.meta_path:
-                sys.meta_path.remove(self)
-            prepare_torchvision()
-        return None
-
-
-def prepare_torchvision_on_import() -> None:
-    """Arrange for `prepare_torchvision` to run before torchvision is first imported (transformers, timm and
-    open_clip import it on their own), without importing torch now."""
-    if "torchvision" not in sys.modules and not any(isinstance(f, _PrepareTorchvisionOnImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _PrepareTorchvisionOnImport())
-
-
-def first_line_of(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+def _torchvision_notes() -> list[str]:
+    """What `sn34_torchvision` (installed beside the kit by `make setup`) had to do for torchvision, if it is here."""
+    module = sys.modules.get("sn34_torchvision")
+    note = getattr(module, "note", None) if module is not None else None
+    return [note] if note else []
 
 
 #: Set to 0 to leave glibc's allocator as it is (see `keep_freed_memory`).
@@ -506,9 +452,8 @@ def _serve(bundle_dir: str, modality: str, device: str, threads: int) -> int:
             device = "cuda" if runtime["cuda_available"] else "cpu"
         if threads > 0:
             torch.set_num_threads(threads)
-        prepare_torchvision_on_import()
         loaded = load_bundle(bundle_dir, modality, device)
-        runtime["notes"] = [torchvision_note] if torchvision_note else []
+        runtime["notes"] = _torchvision_notes()
     except BundleError as exc:
         _write_message(replies, {"ok": False, "stage": exc.stage, "message": exc.message, "detail": exc.detail,
                                  "runtime": runtime})

@@ -72,6 +72,8 @@ MANIFEST = "runtime.json"
 RUNTIME_LAYOUT = 1
 
 RuntimeKind = Literal["evaluator", "python", "kit"]
+#: What the bundle worker imports itself, whatever the bundle: an interpreter without one of them cannot run any.
+WORKER_NEEDS = ("torch", "numpy", "pyyaml")
 
 
 class RuntimeSetupError(Exception):
@@ -165,10 +167,22 @@ def select_python(python: str | None) -> None:
     global _selected_python
     if python is not None:
         path = python if os.sep in python else shutil.which(python)
+        example = "e.g. --python ~/venvs/gpu/bin/python"
         if not path or not Path(path).exists():
-            raise RuntimeSetupError(f"--python {python} does not exist", "pass the path of a Python interpreter, "
-                                "e.g. --python ~/venvs/gpu/bin/python")
+            raise RuntimeSetupError(f"--python {python} does not exist", f"pass the path of a Python interpreter, {example}")
+        if Path(path).is_dir():
+            inside = next((c for c in (Path(path) / "bin" / "python", Path(path) / "python") if c.is_file()), None)
+            hint = f"pass --python {inside}" if inside else f"pass the interpreter inside it, {example}"
+            raise RuntimeSetupError(f"--python {python} is a folder, not a Python interpreter", hint)
+        if not os.access(path, os.X_OK):
+            raise RuntimeSetupError(f"--python {python} is not an executable program", f"pass a Python interpreter, {example}")
         python = str(Path(path).absolute())
+        missing = [name for name, version in probe_python(python)["versions"].items()
+                   if version is None and name in WORKER_NEEDS]
+        if missing:
+            raise RuntimeSetupError(f"--python {python} has no {', '.join(missing)}, which running a bundle needs",
+                                    "pass a Python that has torch installed (your model's own venv), or leave --python "
+                                    "out to use the evaluator's runtime")
     _selected_python = python
 
 

@@ -35,6 +35,8 @@ NETWORK_CLASSES = 3
 #: tolerated and never read). Every key under `model:` is passed to load_model, so none there is unknown.
 TOP_LEVEL_KEYS = ("dtype", "preprocessing", "model", "name", "version", "modality")
 PREPROCESSING_KEYS = ("resize", "num_frames", "max_frames", "frame_rate", "normalize")
+#: The keys under `model:` the evaluator reads itself (all of them, these included, also go to load_model).
+MODEL_KEYS_READ = ("num_classes", "weights_file")
 #: Violations listed one per line in the static-analysis row (the rest are counted).
 MAX_VIOLATIONS_SHOWN = 8
 #: Names of sharded safetensors checkpoints (transformers' save_pretrained with max_shard_size).
@@ -149,6 +151,11 @@ def check_config_keys(ctx: BundleContext) -> Finding:
                 for key in ctx.section("preprocessing") if key not in PREPROCESSING_KEYS]
     model = ctx.section("model")
     misplaced = []
+    for key in model:
+        close = difflib.get_close_matches(str(key), MODEL_KEYS_READ, n=1, cutoff=0.75)
+        if key not in MODEL_KEYS_READ and close:
+            misplaced.append(f"model.{key} is passed to load_model as a keyword; did you mean model.{close[0]}, which "
+                             "the evaluator reads itself?")
     if "dtype" in model:
         where = "and the top-level dtype decides" if "dtype" in raw else "and the model runs in float32 (the default)"
         misplaced.append(f"model.dtype: {model['dtype']!r} is passed to load_model as a keyword, not used as the "
@@ -233,7 +240,9 @@ def check_config_classes(ctx: BundleContext) -> Finding:
         return passed(f"model.num_classes: {NETWORK_CLASSES} (real, synthetic, semisynthetic)", NETWORK_CLASSES)
     said = f"model.num_classes is {classes}" if "num_classes" in model else \
         f"model.num_classes is missing, so the evaluator uses its default {DEFAULT_NUM_CLASSES}"
-    return warned(f"{said}: the network loads and scores it, {classes_cost(classes)}", classes)
+    width = {1: "a 1-logit head", 2: "a 2-logit head"}.get(classes, f"a {classes}-logit head")
+    return warned(f"{said}, so load_model is given num_classes={classes}: the network loads and scores the model "
+                  f"whatever its head's width (bundle-classes), and {width} is scored, {classes_cost(classes)}", classes)
 
 
 def classes_cost(count: int) -> str:

@@ -48,7 +48,7 @@ EXAMPLES = [
     ("kit build video --model hf-videomae --name vmae", "VideoMAE from the hub, re-headed to 3 classes"),
     ("kit build image --model hf:./vit-finetuned --name vit", "a local save_pretrained() folder"),
     ("kit build image --model py:my_net.py:make_model --weights best.safetensors", "your own nn.Module"),
-    ("kit build image --model py:my_net.py:make_model --model-option depth=4", "…built by your factory with depth=4 (model.py calls it the same way)"),
+    ("kit build image --model py:my_net.py:make_model --model-option depth=4", "the same, built as make_model(depth=4); model.py makes the same call"),
     ("kit build image --model timm:convnext_tiny --weights convnext.safetensors", "a timm architecture with your weights"),
     ("kit build image --model example-image --classes real,ai", "a 2-logit head (scored, but never right on semisynthetic)"),
     ("kit build video --model hf:./videomae-base --task embeddings", "export embeddings [B,tokens,dim] + [B,dim]"),
