@@ -321,10 +321,9 @@ def _model_py_modality(source: bytes) -> str | None:
     return None
 
 
-def describe_load_error(error: BundleError, limit_s: float) -> str:
-    """One line for a failed load: the stage, what went wrong, and the traceback's last line when it adds something."""
-    if error.stage == "timeout":
-        return f"timed out: {error.message} ({limit_s:g} s limit; model.py hangs, or pass a larger --time-limit)"
+def describe_load_error(error: BundleError) -> str:
+    """One line for a failed load: the stage, what went wrong, and the traceback's last line when it adds something.
+    (A load that ran out of time is said by the runner, from `BundleContext.timeouts`.)"""
     return f"{error.stage}: {error.message}" + _last_line(error.detail, error.message)
 
 

@@ -243,7 +243,7 @@ def check_load_model_signature(ctx: BundleContext) -> Finding:
 def check_bundle_loads(ctx: BundleContext) -> Finding:
     worker, error = ctx.load()
     if worker is None:
-        return problem(describe_load_error(error, ctx.load_limit_s), error.stage)
+        return problem(describe_load_error(error), error.stage)
     info = worker.info
     config = info["config"]
     dtype_note = "" if info["param_dtype"] == config["dtype"] else f" (config dtype {config['dtype']})"
