@@ -155,6 +155,7 @@ def main() -> None:
                       f"             {result['latency']}\n"
                       + "".join(f"             {line.strip()}\n" for line in result["progress"].splitlines()), flush=True)
             same = all(r["statuses"] == results["default"]["statuses"] for r in results.values())
+            print(f"  same verdicts, rule for rule: {'yes' if same else 'NO'}", flush=True)
             rows.append((name, {mode: r["seconds"] for mode, r in results.items()}, same))
         print("\n| bundle | kit check (default) | kit check --latency (before) | same verdicts |")
         print("|---|---|---|---|")

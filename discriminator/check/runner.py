@@ -5,7 +5,9 @@ a submission zip, and checks one format (`format` picks one of a build folder's 
 `run_checks(path)` checks every format the path holds. Each format has its own table
 (`RULES` for ONNX, `BUNDLE_RULES` for bundles) and context. A path that cannot be read
 at all raises `InputError` (exit 2); everything else about the model, however broken,
-becomes a rule result.
+becomes a rule result. A rule that goes wrong on a run that ran out of time (a bundle's
+`--time-limit`) is reported as that time-out with its own fix; a later rule that needs the
+same run is skipped, pointing at the first.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ FORMAT_HELP = "onnx or bundle: check only that one of a build folder's formats (
 DEVICE_HELP = "Where a bundle runs: cpu, cuda or cuda:N (the evaluator uses CUDA when it has it)."
 TIME_LIMIT_HELP = ("Seconds one batch of a bundle may take before the check stops it and says it ran out of time "
                    "(loading gets max(300, this)).")
-LATENCY_HELP = ("Time the latency figure as the median of 3 runs at the validator's batch after a warm-up (4 extra "
+LATENCY_HELP = ("Time the latency figure as the median of 3 runs at the validator's batch after a warm-up (3 extra "
                 "batches). Default: read it off the one batch-32 (image) / batch-4 (video) run the batch proof makes.")
 
 
