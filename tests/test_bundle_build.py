@@ -230,7 +230,7 @@ def test_cli_build_bundle_reports_both_artifacts(tmp_path):
 def test_bundles_from_hf_folders_and_py_files_pass_kit_check(built, name):
     from discriminator.check.runner import run_check
 
-    report = run_check(built[name].bundle_dir, format="bundle", threads=1, measure_latency=False)
+    report = run_check(built[name].bundle_dir, format="bundle", threads=1, latency="off")
     failed = [r.id for r in report.results if r.status == "fail"]
     # The py: fixture is built without --weights, which the check rightly calls untrained; nothing else may fail.
     assert failed == ([] if built[name].head_trained else ["head-trained"]), report.to_dict()
@@ -266,5 +266,5 @@ def test_a_copied_bundle_folder_knows_its_modality_from_model_py(built, tmp_path
     from discriminator.check.runner import run_check
 
     shutil.copytree(built["example-image"].bundle_dir, tmp_path / "copied")
-    report = run_check(tmp_path / "copied", threads=1, measure_latency=False)
+    report = run_check(tmp_path / "copied", threads=1, latency="off")
     assert report.modality == "image"

@@ -9,6 +9,7 @@ megabytes.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -171,14 +172,44 @@ def test_each_runtime_mistake_is_flagged_by_exactly_its_rule(runtime_results, ca
     assert fragment in rules[next(iter(expected))]["message"]
 
 
-def test_a_hanging_model_py_hits_the_time_limit_and_the_kit_survives(tmp_path):
+#: The rules that need a first batch to have run: skipped, not failed, when it never finishes.
+AFTER_FIRST_RUN = ("output-format", "bundle-batches", "bundle-classes", "finite", "not-softmaxed", "responsive",
+                   "bundle-spec-match", "latency")
+
+
+def test_a_hanging_model_py_is_said_as_a_time_out_and_what_needs_its_run_is_skipped(tmp_path):
     source = model_source(forward="        while True:\n            features = features + 1")
     folder = make_bundle(tmp_path / "bundle", source=source)
     code, rules, _, stderr = check_cli(folder, "--time-limit", "6")
     assert code == 1 and flagged(rules) == {"bundle-runs": "fail"}
-    assert "did not finish within 6 s on this CPU" in rules["bundle-runs"]["message"]
-    assert "--time-limit" in rules["bundle-runs"]["message"]
+    assert rules["bundle-runs"]["message"] == f"a batch [1,3,{SIZE},{SIZE}] did not finish within 6 s on this CPU"
+    assert "--time-limit" in rules["bundle-runs"]["fix"] and "--device cuda" in rules["bundle-runs"]["fix"]
+    assert rules["bundle-runs"]["figure"] == "timeout"
+    assert {rule: rules[rule]["status"] for rule in AFTER_FIRST_RUN} == dict.fromkeys(AFTER_FIRST_RUN, "skip")
     assert "Traceback" not in stderr
+    assert re.search(r"bundle-runs +\d+\.\d s", stderr)  # progress: the slow rule and its time, beside --json
+
+
+def test_a_model_too_slow_for_the_batch_of_32_times_out_there_and_every_other_proof_still_runs(tmp_path):
+    # B = 1 answers at once; any larger batch never finishes (slow on this CPU, not a frozen batch size).
+    forward = ("        if x.shape[0] > 1:\n            while True:\n                features = features + 1\n"
+               "        return self.head(features)")
+    folder = make_bundle(tmp_path / "bundle", source=model_source(forward=forward))
+    code, rules, _, _ = check_cli(folder, "--time-limit", "4")
+    assert code == 1 and flagged(rules) == {"bundle-batches": "fail"}
+    message, fix = rules["bundle-batches"]["message"], rules["bundle-batches"]["fix"]
+    assert message.startswith(f"a batch [32,3,{SIZE},{SIZE}] did not finish within 4 s on this CPU")
+    assert "hard-code" not in fix and "--time-limit" in fix
+    # The worker killed by the time limit is started again: the content proofs at B = 1 still run and pass.
+    assert all(rules[rule]["status"] == "pass" for rule in ("bundle-classes", "finite", "not-softmaxed", "responsive"))
+    assert "at batch 1" in rules["latency"]["message"]
+
+
+def test_the_latency_figure_reuses_the_batch_proof_unless_asked_for_in_full(good_image):
+    folder, rules = good_image
+    assert "at batch 32" in rules["latency"]["message"] and "the batch proof's" in rules["latency"]["message"]
+    code, full, _, _ = check_cli(folder, "--latency")
+    assert code == 0 and "median of 3" in full["latency"]["message"] and full["latency"]["figure"] > 0
 
 
 def test_a_model_py_printing_megabytes_neither_floods_nor_breaks_the_check(tmp_path):

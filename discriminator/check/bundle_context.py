@@ -10,6 +10,9 @@ process with the kit's packages refused, loaded exactly as the evaluator loads i
 with a time limit on loading and on every batch, so a model.py that hangs, crashes or
 prints megabytes costs a rule result, never the kit. Runs are cached per
 (batch, frames, probe) as in the ONNX context; a failed run is a finding, not an exception.
+A run that runs out of time is recorded in `timeouts` each time a rule reads it (the runner
+says it as a time-out, see runner.py), and the worker, killed by the time limit, is started
+again for the runs still to come.
 
 No torch import here: torch runs in the worker only.
 """
@@ -62,10 +65,14 @@ class BundleContext:
     folder: Path  # the bundle on disk as the evaluator would load it (a temporary copy for a zip)
     threads: int
     requested_modality: str | None = None
-    measure_latency: bool = True
+    latency: str = "quick"
     options: BundleRunOptions = field(default_factory=BundleRunOptions)
+    #: Every read of a run (or load) that ran out of time, in order; the runner turns them into time-out rows.
+    timeouts: list[RunOutcome] = field(default_factory=list, repr=False)
     _runs: dict[tuple[int, int | None, str], RunOutcome] = field(default_factory=dict, repr=False)
     _worker: BundleWorker | None = field(default=None, repr=False)
+    _info: dict[str, Any] | None = field(default=None, repr=False)
+    _load_timeout: RunOutcome | None = field(default=None, repr=False)
     _load_error: BundleError | None = field(default=None, repr=False)
     _load_tried: bool = field(default=False, repr=False)
     _runtime_record: dict[str, Any] | None = field(default=None, repr=False)
@@ -192,8 +199,14 @@ class BundleContext:
             try:
                 self._worker = BundleWorker(self.folder, self.require_modality(), device=self.options.device,
                                             load_timeout_s=self.load_limit_s, threads=self.threads)
+                self._info = self._info or self._worker.info
             except BundleError as exc:
                 self._load_error = exc
+                if exc.stage == "timeout":
+                    self._load_timeout = RunOutcome((), None, f"loading did not finish within {self.load_limit_s:g} s "
+                                                    f"on this {self.device_name}", 0.0, stage="timeout")
+        if self._load_timeout is not None:
+            self.timeouts.append(self._load_timeout)
         return self._worker, self._load_error
 
     def runtime_record(self) -> dict[str, Any]:
@@ -218,9 +231,20 @@ class BundleContext:
         return max(LOAD_TIME_LIMIT_S, self.options.time_limit_s)
 
     @property
+    def device_name(self) -> str:
+        return "CPU" if self.options.device == "cpu" else f"GPU ({self.options.device})"
+
+    @property
+    def timeout_fix(self) -> str:
+        """The fix for a run that ran out of time: more time, or a faster device."""
+        more_time = f"raise --time-limit (now {self.options.time_limit_s:g} s per batch; loading gets max(300, it))"
+        return more_time + (", or run it on a GPU with --device cuda" if self.options.device == "cpu" else "")
+
+    @property
     def loaded_info(self) -> dict[str, Any] | None:
-        worker, _ = self.load()
-        return worker.info if worker is not None else None
+        """What the worker reported when the bundle first loaded (None when it never loaded)."""
+        self.load()
+        return self._info
 
     @property
     def seconds_to_load(self) -> float:
@@ -232,25 +256,28 @@ class BundleContext:
         key = (batch, frames, probe)
         if key not in self._runs:
             self._runs[key] = self._run_uncached(batch, frames, probe)
-        return self._runs[key]
+        outcome = self._runs[key]
+        if outcome.stage == "timeout":
+            self.timeouts.append(outcome)
+        return outcome
 
     def _run_uncached(self, batch: int, frames: int | None, probe: str) -> RunOutcome:
         worker, error = self.load()
         if worker is None:
-            return RunOutcome((batch,), None, f"the bundle did not load: {error.message}", 0.0, stage=error.stage)
+            return self._load_timeout or RunOutcome((batch,), None, f"the bundle did not load: {error.message}", 0.0,
+                                                    stage=error.stage)
         shape = self.feed_shape(batch, frames)
         started = time.perf_counter()
         try:
             output = worker.run(PROBES[probe](shape), timeout_s=self.options.time_limit_s)
         except BundleError as exc:
-            if exc.stage == "timeout":
-                where = "this CPU" if self.options.device == "cpu" else self.options.device
-                message = (f"did not finish within {self.options.time_limit_s:g} s on {where} (a {_shape_text(shape)} "
-                           "batch): raise --time-limit, or check on a GPU with --device cuda")
-                return RunOutcome(shape, None, message, time.perf_counter() - started, stage=exc.stage)
-            message = exc.message
-            return RunOutcome(shape, None, message + _last_line(exc.detail, message), time.perf_counter() - started,
-                              stage=exc.stage)
+            if exc.stage == "timeout":  # the worker was killed: the next run starts a fresh one
+                self._worker, self._load_tried = None, False
+                return RunOutcome(shape, None, f"a batch {_shape_text(shape)} did not finish within "
+                                  f"{self.options.time_limit_s:g} s on this {self.device_name}",
+                                  time.perf_counter() - started, stage="timeout")
+            return RunOutcome(shape, None, exc.message + _last_line(exc.detail, exc.message),
+                              time.perf_counter() - started, stage=exc.stage)
         return RunOutcome(shape, output, None, worker.last_seconds)
 
     def time_runs(self, batch: int, repeats: int) -> list[float]:
@@ -315,14 +342,12 @@ def _model_py_modality(source: bytes) -> str | None:
     return None
 
 
-def describe_load_error(error: BundleError, limit_s: float, runtime_kind: str = "evaluator") -> str:
+def describe_load_error(error: BundleError, runtime_kind: str = "evaluator") -> str:
     """One line for a failed load: the stage, what went wrong, the traceback's last line when it adds something,
-    and what it means on the network when the cause is one the network meets differently or the same way."""
+    and what it means on the network when the cause is one the network meets differently or the same way.
+    (A load that ran out of time is said by the runner, from `BundleContext.timeouts`.)"""
     from validator_sim.runtime import EVALUATOR_PINS, is_network_failure
 
-    if error.stage == "timeout":
-        return (f"did not finish loading within {limit_s:g} s on this machine ({error.message}); raise --time-limit, "
-                "or check on a GPU with --device cuda")
     text = f"{error.stage}: {error.message}" + _last_line(error.detail, error.message)
     if is_network_failure(f"{error.message}\n{error.detail}"):
         return (f"{text} — load_model reached for the network, and the evaluator has none: ship the weights in the "

@@ -90,8 +90,10 @@ class CheckContext:
     ort_min: tuple[int, int]
     threads: int
     requested_modality: str | None = None
-    #: Time runs for the latency figure (off when re-checking a zip just written).
-    measure_latency: bool = True
+    #: How the latency figure is measured: "off", "quick" (the batch proof's run) or "full" (rules.LATENCY_MODES).
+    latency: str = "quick"
+    #: Reads of runs that ran out of time, for the runner's time-out rows: none here (onnxruntime runs in-process).
+    timeouts: tuple[RunOutcome, ...] = ()
     _runs: dict[tuple[int, int | None, str], RunOutcome] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ the graph

@@ -307,9 +307,7 @@ def check_load_model_signature(ctx: BundleContext) -> Finding:
 def check_bundle_loads(ctx: BundleContext) -> Finding:
     worker, error = ctx.load()
     if worker is None:
-        if error.stage == "timeout":
-            return problem(describe_load_error(error, ctx.load_limit_s), "timeout")
-        return problem(describe_load_error(error, ctx.load_limit_s, ctx.runtime_record()["kind"]), error.stage)
+        return problem(describe_load_error(error, ctx.runtime_record()["kind"]), error.stage)
     info = worker.info
     config = info["config"]
     dtype_note = "" if info["param_dtype"] == config["dtype"] else f" (config dtype {config['dtype']})"

@@ -5,7 +5,9 @@ a submission zip, and checks one format (`format` picks one of a build folder's 
 `run_checks(path)` checks every format the path holds. Each format has its own table
 (`RULES` for ONNX, `BUNDLE_RULES` for bundles) and context. A path that cannot be read
 at all raises `InputError` (exit 2); everything else about the model, however broken,
-becomes a rule result.
+becomes a rule result. A rule that goes wrong on a run that ran out of time (a bundle's
+`--time-limit`) is reported as that time-out with its own fix; a later rule that needs the
+same run is skipped, pointing at the first.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from discriminator import __version__
 from discriminator.artifact import Artifact, formats_in, load_artifact
 from discriminator.check.bundle_context import BundleRunOptions
 from discriminator.check.context import CheckContext, default_threads
-from discriminator.check.rules import ORT_LIMITS, RULES, Finding, Rule
+from discriminator.check.rules import LATENCY_MODES, ORT_LIMITS, RULES, Finding, Rule
 from discriminator.errors import UsageError
 from discriminator.spec import MODALITIES
 
@@ -129,16 +131,20 @@ def run_check(
     modality: str | None = None,
     ort_min: str = "1.22",
     threads: int | None = None,
-    measure_latency: bool = True,
+    latency: str = "quick",
     on_rule: Callable[[Rule], None] | None = None,
     format: str | None = None,
     bundle_options: BundleRunOptions | None = None,
 ) -> CheckReport:
-    """Check one model against the contract of its format. `on_rule` is called before each rule (for progress bars)."""
+    """Check one model against the contract of its format. `on_rule` is called before each rule (for progress bars).
+
+    `latency`: "quick" reads the latency figure off the validator-batch run the batch proof made; "full" times a
+    warm-up and the median of 3 more runs; "off" skips it.
+    """
     _validate_modality(modality)
     parse_ort_version(ort_min)
     return check_artifact(load_artifact(path, format), modality=modality, ort_min=ort_min, threads=threads,
-                          measure_latency=measure_latency, on_rule=on_rule, bundle_options=bundle_options)
+                          latency=latency, on_rule=on_rule, bundle_options=bundle_options)
 
 
 def run_checks(path: Path | str, format: str | None = None, **options: Any) -> list[CheckReport]:
@@ -163,21 +169,23 @@ def check_artifact(
     modality: str | None = None,
     ort_min: str = "1.22",
     threads: int | None = None,
-    measure_latency: bool = True,
+    latency: str = "quick",
     on_rule: Callable[[Rule], None] | None = None,
     bundle_options: BundleRunOptions | None = None,
     source_label: str | None = None,
 ) -> CheckReport:
     """Check an artifact already read (kit package checks the zip it wrote, labelled with the model's path)."""
     _validate_modality(modality)
+    if latency not in LATENCY_MODES:
+        raise UsageError(f"latency {latency!r} is not one of {', '.join(LATENCY_MODES)}", "pass quick, full or off")
     version = parse_ort_version(ort_min)
     threads = threads or default_threads()
     if artifact.format == "bundle":
-        report = _check_bundle(artifact, modality, version, threads, measure_latency, on_rule,
+        report = _check_bundle(artifact, modality, version, threads, latency, on_rule,
                                bundle_options or BundleRunOptions())
     else:
         ctx = CheckContext(artifact=artifact, ort_min=version, threads=threads,
-                           requested_modality=modality, measure_latency=measure_latency)
+                           requested_modality=modality, latency=latency)
         ctx.model  # noqa: B018 — parse now: an unreadable file is an InputError, not a rule result
         report = _walk(RULES, ctx, _new_report(artifact, ctx.modality, version, threads), on_rule)
     if source_label is not None:
@@ -186,13 +194,13 @@ def check_artifact(
 
 
 def _check_bundle(artifact: Artifact, modality: str | None, version: tuple[int, int], threads: int,
-                  measure_latency: bool, on_rule: Callable[[Rule], None] | None,
+                  latency: str, on_rule: Callable[[Rule], None] | None,
                   options: BundleRunOptions) -> CheckReport:
     from discriminator.check.bundle_context import BundleContext
 
     with artifact.bundle_dir() as folder:
         ctx = BundleContext(artifact=artifact, folder=folder, threads=threads, requested_modality=modality,
-                            measure_latency=measure_latency, options=options)
+                            latency=latency, options=options)
         if ctx.raw_config[1] is None:  # a readable YAML that says neither: ask (an unreadable one is config-yaml's)
             ctx.require_modality()
         try:
@@ -212,6 +220,7 @@ def _new_report(artifact: Artifact, modality: str | None, version: tuple[int, in
 def _walk(rules: tuple[Rule, ...], ctx: Any, report: CheckReport, on_rule: Callable[[Rule], None] | None) -> CheckReport:
     """Evaluate each rule in order; a rule whose prerequisites failed or were skipped is skipped too."""
     statuses: dict[str, str] = {}
+    timed_out_in: dict[str, str] = {}  # a run that ran out of time → the rule that reported it
     for rule in rules:
         if on_rule is not None:
             on_rule(rule)
@@ -222,11 +231,11 @@ def _walk(rules: tuple[Rule, ...], ctx: Any, report: CheckReport, on_rule: Calla
             finding = Finding("skip", f"applies to {rule.modality} models only")
             statuses[rule.id] = "pass"  # not applicable: blocks nothing that needs it
         else:
-            finding = _evaluate(rule, ctx, statuses)
+            finding = _evaluate(rule, ctx, statuses, timed_out_in)
             statuses[rule.id] = PROBLEM_STATUS[rule.severity] if finding.status == "problem" else finding.status
         status = PROBLEM_STATUS[rule.severity] if finding.status == "problem" else finding.status
         report.results.append(RuleResult(rule.id, rule.severity, status, finding.message, finding.figure,
-                                         rule.fix, rule.checks, rule.why))
+                                         finding.fix or rule.fix, rule.checks, rule.why))
     return report
 
 
@@ -235,8 +244,25 @@ def _validate_modality(modality: str | None) -> None:
         raise UsageError(f"--modality {modality!r} is not one of {', '.join(MODALITIES)}", "pass --modality image or --modality video")
 
 
-def _evaluate(rule: Rule, ctx: Any, statuses: dict[str, str]) -> Finding:
+def _evaluate(rule: Rule, ctx: Any, statuses: dict[str, str], timed_out_in: dict[str, str]) -> Finding:
     blocked = [need for need in rule.needs if statuses.get(need) in ("fail", "skip")]
     if blocked:
         return Finding("skip", f"not checked: {', '.join(blocked)} did not pass")
-    return rule.evaluate(ctx)
+    seen = len(ctx.timeouts)
+    finding = rule.evaluate(ctx)
+    return _as_timeout(rule, finding, ctx, ctx.timeouts[seen:], timed_out_in)
+
+
+def _as_timeout(rule: Rule, finding: Finding, ctx: Any, reads: list, timed_out_in: dict[str, str]) -> Finding:
+    """A rule that went wrong on a run that ran out of time says that, with the time-out's fix, never its own fix
+    for a bug the model may not have. The first rule to meet that run reports it; later rules that need the same
+    run are skipped, pointing at it."""
+    if not reads or finding.status not in ("problem", "warn"):
+        return finding
+    fresh = list(dict.fromkeys(o.error for o in reads if o.error not in timed_out_in))
+    if not fresh:
+        first = reads[0].error
+        return Finding("skip", f"not checked: {first} (see {timed_out_in[first]})")
+    for error in fresh:
+        timed_out_in[error] = rule.id
+    return Finding("problem", "; ".join(fresh), "timeout", fix=ctx.timeout_fix)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Optional
@@ -24,25 +25,48 @@ EXAMPLES = [
 ]
 FORMAT_HELP = "onnx or bundle: check only that one of a build folder's formats (default: every format the path holds)."
 DEVICE_HELP = "Where a bundle runs: cpu, cuda or cuda:N (the evaluator uses CUDA when it has it)."
-TIME_LIMIT_HELP = "Seconds one batch of a bundle may take before it is called hung (loading gets max(300, this))."
+TIME_LIMIT_HELP = ("Seconds one batch of a bundle may take before the check stops it and says it ran out of time "
+                   "(loading gets max(300, this)).")
+LATENCY_HELP = ("Time the latency figure as the median of 3 runs at the validator's batch after a warm-up (3 extra "
+                "batches). Default: read it off the one batch-32 (image) / batch-4 (video) run the batch proof makes.")
+
+
+#: A rule that takes at least this long gets its own line with its time (a large model's check takes minutes).
+SLOW_RULE_S = 1.0
 
 
 @contextmanager
 def rule_progress(total: int) -> Iterator[Callable[[Rule], None]]:
-    """A progress bar over `total` rules (on stderr, only on a terminal); yields the per-rule callback."""
+    """Progress over `total` rules on stderr; yields the per-rule callback, called as each rule starts.
+
+    On a terminal, a bar names the rule running now; on a terminal or not, every rule that took at least
+    SLOW_RULE_S gets a line with its time, so a check of a large model shows where its minutes go.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("checking [bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=True,
                   disable=not err_console.is_terminal) as progress:
         task = progress.add_task("", total=total)
-        done = [0]
+        running: list[tuple[str, float]] = []  # the rule running now and when it started
+
+        def finish_running() -> None:
+            if running:
+                rule_id, started = running.pop()
+                progress.advance(task)
+                seconds = time.perf_counter() - started
+                if seconds >= SLOW_RULE_S:
+                    err_console.print(f"[dim]  {rule_id:<22} {seconds:7.1f} s[/]", highlight=False)
 
         def on_rule(rule: Rule) -> None:
-            progress.update(task, description=rule.id, completed=done[0])
-            done[0] += 1
+            finish_running()
+            progress.update(task, description=rule.id)
+            running.append((rule.id, time.perf_counter()))
 
-        yield on_rule
+        try:
+            yield on_rule
+        finally:
+            finish_running()
 
 
 @kit_command
@@ -55,6 +79,7 @@ def check_command(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="intra-op threads for the latency figure (default: all cores)."),
     time_limit: float = typer.Option(120.0, "--time-limit", min=1.0, help=TIME_LIMIT_HELP),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+    latency: bool = typer.Option(False, "--latency", help=LATENCY_HELP),
     python: Optional[str] = typer.Option(None, "--python", help=PYTHON_HELP),
 ) -> None:
     """Catch every contract mistake before pushing. Exit 0: nothing fails; 1: a rule fails; 2: unreadable input.
@@ -72,7 +97,8 @@ def check_command(
     formats = (format,) if format else formats_in(path)
     with rule_progress(sum(len(rules_for(f)) for f in formats)) as on_rule:
         reports = run_checks(path, format=format, modality=modality, ort_min=ort_min, threads=threads,
-                             on_rule=on_rule, bundle_options=BundleRunOptions(time_limit, device))
+                             on_rule=on_rule, bundle_options=BundleRunOptions(time_limit, device),
+                             latency="full" if latency else "quick")
     failed = any(report.failed for report in reports)
     if json_output:
         payload = reports[0].to_dict() if len(reports) == 1 else {
