@@ -318,7 +318,7 @@ def write_records(out_dir: Path, records: list[dict[str, Any]]) -> Path:
         return path
     schema = pa.schema([
         ("dataset", pa.string()), ("media_type", pa.string()), ("sample", pa.string()), ("status", pa.string()),
-        ("label", pa.int8()), ("predicted", pa.int8()), ("probs", pa.list_(pa.float32())), ("p_ai", pa.float32()),
+        ("label", pa.int8()), ("predicted", pa.int8()), ("probs", pa.list_(pa.float32())), ("p_ai", pa.float64()),
         ("correct", pa.bool_()), ("class_label", pa.int8()), ("class_probs", pa.list_(pa.float64())),
         ("weight", pa.float64()), ("inference_ms", pa.float64()), ("batch_inference_ms", pa.float64()),
         ("error", pa.string()), ("nan", pa.bool_()),
