@@ -50,6 +50,7 @@ from validator_sim.profiles import DEFAULT_PROFILE, Profile, get_profile
 from validator_sim.sample_feed import SampleFeed
 from validator_sim.scoring import ScoringOptions
 from validator_sim.session import BundleSession, ModelIO, ModelSession, OnnxSession, default_threads
+from validator_sim.timing import StageTimings
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,8 @@ class RunState:
     model_format: str = "onnx"
     #: The robustness pass's records (current-contract §6), when one ran.
     robustness: dict[str, Any] | None = None
+    #: Seconds per pipeline stage of the base pass (results["metrics"]["performance"]).
+    timings: StageTimings = field(default_factory=StageTimings)
 
 
 class RunInvalidated(Exception):
@@ -472,8 +475,9 @@ def _score(state: RunState, session: ModelSession, on_progress: Callable[[int, i
     failed_batches: dict[str, int] = {}
     stop = threading.Event()
     batches: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
+    timings = state.timings
     feed = SampleFeed(prepare, cores=default_threads(), decode_workers=state.decode_workers, cache=state.pixel_cache,
-                      recipe=pixel_recipe(prepare_sample, profile, model_io.modality, model_io.height, model_io.width,
+                      timings=timings, recipe=pixel_recipe(prepare_sample, profile, model_io.modality, model_io.height, model_io.width,
                                           model_io.frames, state.frame_rate))
     pool = ThreadPoolExecutor(max_workers=feed.max_workers, thread_name_prefix="sim-decode")
     producer = threading.Thread(target=_produce, name="sim-producer", daemon=True,
@@ -482,7 +486,8 @@ def _score(state: RunState, session: ModelSession, on_progress: Callable[[int, i
     producer.start()
     try:
         while True:
-            item = batches.get()
+            with timings.measure("input_wait"):
+                item = batches.get()
             if item is _END:
                 break
             if item[0] == "crash":
@@ -492,10 +497,14 @@ def _score(state: RunState, session: ModelSession, on_progress: Callable[[int, i
                 state.errors.append(f"{plan.dataset.name}: reading stopped early ({message})")
                 continue
             plan, pending = item
-            keys, arrays = _collect_batch(state, plan, pending)
-            if arrays:
+            with timings.measure("input_wait"):  # the batch's last decodes may still be running
+                prepared = [(key, future.result()) for key, future in pending]
+            with timings.measure("batch_assembly"):
+                keys, arrays = _collect_batch(state, plan, prepared)
+                batch = np.stack(arrays) if arrays else None
+            if batch is not None:
                 inferred_s = state.inference_s
-                _infer_batch(state, session, plan, keys, np.stack(arrays), failed_batches)
+                _infer_batch(state, session, plan, keys, batch, failed_batches)
                 feed.observe_inference(state.inference_s - inferred_s, len(arrays))
             done += len(pending)
             if on_progress:
@@ -511,6 +520,7 @@ def _score(state: RunState, session: ModelSession, on_progress: Callable[[int, i
         producer.join(timeout=5)
         state.feed_report = feed.report()
         state.wall_s = time.perf_counter() - wall_start
+        timings.observe("wall", state.wall_s)
         state.finished_at = datetime.now(timezone.utc)
     for name, count in failed_batches.items():
         dataset = next(p.dataset for p in state.plans if p.dataset.name == name)
@@ -528,11 +538,11 @@ def _score(state: RunState, session: ModelSession, on_progress: Callable[[int, i
                 "as error rows and went on, as here")
 
 
-def _collect_batch(state: RunState, plan: DatasetPlan, pending: list[tuple[str, Future]]) -> tuple[list[str], list]:
+def _collect_batch(state: RunState, plan: DatasetPlan,
+                   prepared_all: list[tuple[str, np.ndarray | DecodeError]]) -> tuple[list[str], list]:
     """The batch's decoded samples; decode failures are counted, and a dataset the era's evaluator lost is skipped."""
     name = plan.dataset.name
     keys, arrays = [], []
-    prepared_all = [(key, future.result()) for key, future in pending]
     odd = next((p for _, p in prepared_all if isinstance(p, DecordChannelClip)), None)
     if odd is not None and name not in state.lost_datasets:
         state.lost_datasets[name] = (f"lost with the rest of {name}: a clip in its batch decoded to "
@@ -597,11 +607,13 @@ def _infer_batch(state: RunState, session: ModelSession, plan: DatasetPlan, keys
         return
     elapsed = time.perf_counter() - started
     state.inference_s += elapsed
+    state.timings.observe("inference", elapsed)
     batch_ms = elapsed * 1000
     per_sample_ms = batch_ms / len(keys)
-    for key, row in zip(keys, logits):
-        state.records.append({**base, "sample": key, **score_row(row, state, base["label"], base["class_label"]),
-                              "inference_ms": per_sample_ms, "batch_inference_ms": batch_ms, "error": None})
+    with state.timings.measure("scoring"):
+        for key, row in zip(keys, logits):
+            state.records.append({**base, "sample": key, **score_row(row, state, base["label"], base["class_label"]),
+                                  "inference_ms": per_sample_ms, "batch_inference_ms": batch_ms, "error": None})
 
 
 def score_row(row: np.ndarray, state: RunState, label: int, class_index: int) -> dict[str, Any]:
