@@ -151,3 +151,24 @@ def test_plots_interrupted_by_ctrl_c_leave_only_whole_files(tmp_path: Path, mode
             data = png.read_bytes()
             assert data[:8] == b"\x89PNG\r\n\x1a\n" and data.endswith(b"IEND\xaeB`\x82"), png.name
     assert interrupted >= 1
+
+
+def test_a_bench_request_is_frozen_and_runs_as_the_keyword_form(tmp_path: Path, model: Path) -> None:
+    import dataclasses
+
+    from validator_sim.run import BenchRequest, run_request
+
+    datasets = discover_datasets(coloured_tree(tmp_path / "data", per_class=5, wrong_per_class=1))
+    request = BenchRequest.of(model, datasets, "current", mode="full", seed=3, threads=1, write=False,
+                              shares={"holdout": 0.2, "public": 0.8})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.seed = 4  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        BenchRequest.of(model, datasets, "current", sead=3)
+    by_request = run_request(request)
+    by_keywords = run_bench(model, datasets, "current", mode="full", seed=3, threads=1, write=False,
+                            shares={"holdout": 0.2, "public": 0.8})
+    assert [r["class_probs"] for r in by_request.records] == [r["class_probs"] for r in by_keywords.records]
+    for key in ("accuracy", "sn34_score", "binary_sn34_score", "multiclass_sn34_score", "binary_brier"):
+        assert by_request.results["results"][key] == by_keywords.results["results"][key], key
+    assert by_request.results["kit"]["provenance_shares"] == {"holdout": 0.2, "public": 0.8}

@@ -159,14 +159,19 @@ def bench_command(
 
     from validator_sim.datasets import discover_datasets, load_datasets_yaml
     from validator_sim.pixel_cache import open_cache
-    from validator_sim.run import raise_if_unusable, run_bench
+    from validator_sim.run import BenchRequest, raise_if_unusable, run_request
     from validator_sim.scoring import shares_from_cli
 
     if (data is None) == (datasets_file is None):
         raise UsageError("give exactly one of --data DIR or --datasets FILE.yaml", "see `kit bench --help` for examples")
     datasets = discover_datasets(data, media_column) if data is not None else load_datasets_yaml(datasets_file, media_column)
     shares = shares_from_cli(holdout_share, gasstation_share)
-    pixel_cache = open_cache(not no_cache, cache_size)
+    request = BenchRequest.of(model, datasets, profile, mode=mode, max_per_dataset=max_per_dataset, seed=seed,
+                              batch_size=batch_size, threads=threads, decode_workers=decode_workers,
+                              frame_rate=frame_rate, pixel_cache=open_cache(not no_cache, cache_size), scoring=scoring,
+                              shares=shares, rendered=rendered, robustness=robustness, aug_weight=aug_weight,
+                              model_format=model_format, modality=modality, compare=compare, out_dir=out, force=force,
+                              plots=False)  # drawn here, after the summary, when --plots asks
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                TimeRemainingColumn())
@@ -177,11 +182,7 @@ def bench_command(
             speed = progress.tasks[0].speed
             progress.update(task, completed=done, total=total, rate=f"{speed:.1f} samples/s" if speed else "")
 
-        result = run_bench(model, datasets, profile, mode=mode, max_per_dataset=max_per_dataset, seed=seed,
-                           batch_size=batch_size, threads=threads, decode_workers=decode_workers, frame_rate=frame_rate,
-                           pixel_cache=pixel_cache, scoring=scoring, shares=shares, rendered=rendered,
-                           robustness=robustness, aug_weight=aug_weight, model_format=model_format, modality=modality,
-                           compare=compare, out_dir=out, force=force, plots=False, on_progress=on_progress)
+        result = run_request(request, on_progress)
     _print_summary(result.results, result.out_dir, plots)
     if plots and result.out_dir is not None:  # drawn after the numbers are on screen
         from validator_sim.plots import write_plots
