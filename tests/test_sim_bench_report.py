@@ -172,3 +172,30 @@ def test_a_bench_request_is_frozen_and_runs_as_the_keyword_form(tmp_path: Path, 
     for key in ("accuracy", "sn34_score", "binary_sn34_score", "multiclass_sn34_score", "binary_brier"):
         assert by_request.results["results"][key] == by_keywords.results["results"][key], key
     assert by_request.results["kit"]["provenance_shares"] == {"holdout": 0.2, "public": 0.8}
+
+
+def test_the_image_resave_runs_in_the_decode_workers_not_the_scoring_loop(tmp_path: Path, model: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every JPEG goes through the cache's re-save once, on a decode-worker thread, while the main thread infers."""
+    import threading
+
+    from validator_sim import decode
+
+    real_resave, threads = decode.cache_resave, []
+
+    def recording_resave(img):  # the real re-save, noting which thread ran it
+        threads.append(threading.current_thread().name)
+        return real_resave(img)
+
+    monkeypatch.setattr(decode, "cache_resave", recording_resave)
+    rng = np.random.default_rng(5)
+    for media_type, name in FOLDERS:
+        folder = tmp_path / "data" / media_type / name
+        folder.mkdir(parents=True)
+        for index in range(6):
+            (folder / f"{index}.jpg").write_bytes(image_bytes(rng.integers(0, 256, (H, W, 3), dtype=np.uint8), "JPEG"))
+    result = run_bench(model, discover_datasets(tmp_path / "data"), "current", mode="full", batch_size=4,
+                       decode_workers=2, threads=1, write=False)
+    assert result.results["results"]["total_samples"] == 18
+    assert len(threads) == 18
+    assert all(name.startswith("sim-decode") for name in threads), set(threads)
