@@ -206,8 +206,7 @@ def build_results(state: "RunState") -> dict[str, Any]:
             "intervals_95": intervals,
             "interval_method": "percentile bootstrap, 1000 resamples, seed 0, stratified by dataset",
             "robustness": robustness,
-            "exam": exam_verdict(scored, options.num_classes, state.profile.default_scoring, state.mode.name,
-                                 scorable=verdict is None),
+            "exam": _exam(state, scored, robustness, scorable=verdict is None),
             "decoders": decoder_versions(),
             "video_decoder": state.profile.video_decoder if model_io.modality == "video" else None,
             "lost_datasets": state.lost_datasets,
@@ -369,6 +368,17 @@ def _verdict(state: "RunState", scored: int) -> str | None:
     if voids and scored == 0 and state.completed:
         return f"UNSCORABLE: no sample was predicted, and the {state.profile.name} evaluator cannot score such a run"
     return None
+
+
+def _exam(state: "RunState", scored: list[dict[str, Any]], robustness: dict[str, Any] | None,
+          scorable: bool) -> dict[str, Any]:
+    """The entrance-exam verdict; the network's sn34 is the blended one when the robustness pass ran, 0 when voided."""
+    exam = exam_verdict(scored, state.scoring.num_classes, state.profile.default_scoring, state.mode.name, scorable)
+    if not scorable:
+        exam["network_sn34_score"] = 0.0
+    elif robustness:
+        exam["network_sn34_score"] = robustness[f"{exam['network_scoring']}_blended_sn34_score"]
+    return exam
 
 
 def _robustness_summary(state: "RunState", score: dict[str, Any]) -> dict[str, Any] | None:
