@@ -21,6 +21,7 @@ EXAMPLES = [
     ("kit bench out/video/bundle --data data/ --profile current --robustness 20", "a bundle as today's evaluator scores it, with the robustness pass"),
     ("kit bench new.zip --data data/ --profile current --compare results/king/results.json", "paired Δsn34 against another run, vs the +0.010 margin"),
     ("kit bench new.zip --data data/ --profile current --compare king.zip", "both models on the same samples in one run"),
+    ("kit bench out/image/bundle --data data/ --plots", "also draw the PNG plots (reliability, confusion, accuracy, recall, latency)"),
 ]
 
 
