@@ -1,6 +1,7 @@
 """The run loop: plan → decode → preprocess → batch → infer → score, with decoding overlapping inference.
 
-`run_bench` is the library entry point `kit bench` is a thin layer over. A producer
+`run_request` is the library entry point `kit bench` is a thin layer over: it takes one
+`BenchRequest` (everything the command was asked; `run_bench` builds one from keywords). A producer
 thread streams payloads in listing order and hands each sample to a pool of decode
 workers; finished batches wait in a bounded queue while the main thread runs the
 previous one through the model's session (onnxruntime, or torch for a bundle), so
@@ -320,7 +321,7 @@ def run_request(request: BenchRequest, on_progress: Callable[[int, int], None] |
     if profile is None:
         profile = default_profile(request.model_path, request.model_format)
     profile = get_profile(profile) if isinstance(profile, str) else profile
-    get_mode(request.mode)
+    get_mode(request.mode)  # an unknown mode is refused before the model loads
     if request.frame_rate is not None and not profile.frame_rate_stepping:
         raise UsageError(f"profile {profile.name} always takes consecutive frames", "drop --frame-rate, or use --profile current")
     if request.seed < 0:
