@@ -229,7 +229,7 @@ def test_cli_writes_reports_and_refuses_to_overwrite(tmp_path: Path, image_tree)
     model = image_model(tmp_path / "image.onnx", IMAGE_H, IMAGE_W)
     out = tmp_path / "report"
     result = runner.invoke(app, ["bench", str(model), "--data", str(root), "--out", str(out), "--max-per-dataset", "5",
-                                 "--seed", "3", "--threads", "1"])
+                                 "--seed", "3", "--threads", "1", "--plots"])
     assert result.exit_code == 0, result.output
     assert "photos" in result.output and "sn34" in result.output
     document = json.loads((out / "results.json").read_text())

@@ -273,3 +273,66 @@ def test_robustness_video_chain_scales_trims_and_reencodes_reproducibly(size: tu
     for a, b, source in zip(first, again, (60, 120, 180)):
         np.testing.assert_array_equal(a, b)
         assert abs(float(a.mean()) - source) < 3  # flat frames survive CRF 23 nearly unchanged
+
+
+def _png_cases() -> dict[str, bytes]:
+    """A still PNG of every mode Pillow's PNG reader yields, and the odd encodings (interlaced, 16-bit, tRNS, ICC)."""
+    rng = np.random.default_rng(11)
+    rgb = random_image(rng, 23, 37)
+    cases = {mode: _save(Image.fromarray(rgb).convert(mode), "PNG") for mode in ("1", "L", "LA", "RGB", "RGBA")}
+    palette = Image.fromarray(rgb).quantize(colors=13)
+    cases["P"] = _save(palette, "PNG")
+    cases["P with transparency"] = _save(palette, "PNG", transparency=3)
+    cases["L with transparency"] = _save(Image.fromarray(rgb).convert("L"), "PNG", transparency=17)
+    cases["P 2-bit"] = _save(Image.fromarray(rgb).quantize(colors=4), "PNG", bits=2)
+    cases["I;16"] = _save(Image.fromarray(rng.integers(0, 65536, (19, 29), dtype=np.uint16)), "PNG")
+    cases["interlaced RGB"] = _interlaced_png(rgb)
+    cases["16-bit RGB"] = cv2.imencode(".png", rng.integers(0, 65536, (17, 21, 3), dtype=np.uint16))[1].tobytes()
+    cases["RGB with ICC"] = _save(Image.fromarray(rgb), "PNG", icc_profile=b"\0" * 128)
+    cases["compress level 9"] = _save(Image.fromarray(rgb), "PNG", compress_level=9)
+    return cases
+
+
+def _interlaced_png(rgb: np.ndarray) -> bytes:
+    """An Adam7-interlaced 8-bit RGB PNG, built by hand (Pillow and OpenCV write none): the seven passes' scanlines."""
+    import struct
+    import zlib
+
+    height, width = rgb.shape[:2]
+    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+    raw = bytearray()
+    for x0, y0, dx, dy in passes:
+        sub = rgb[y0::dy, x0::dx]
+        if sub.size == 0:
+            continue
+        for row in sub:
+            raw += b"\0" + row.tobytes()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 1)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(raw))) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("case", sorted(_png_cases()))
+def test_a_still_png_skips_the_resave_with_the_same_pixels_bit_for_bit(case: str) -> None:
+    """The evaluator's cache re-saves a PNG as PNG; the kit skips that encode, and must see exactly what it would."""
+    source = _png_cases()[case]
+    with Image.open(io.BytesIO(source)) as original:
+        assert original.format == "PNG"
+        resaved = _save(original, "PNG")  # what the evaluator's cache writes (`image.save(path)`, Pillow defaults)
+    expected = np.asarray(Image.open(io.BytesIO(resaved)).convert("RGB"))
+    np.testing.assert_array_equal(decode_image(source), expected)
+
+
+def test_a_damaged_png_is_dropped_for_the_same_reason_as_through_the_resave() -> None:
+    source = _save(Image.fromarray(random_image(np.random.default_rng(12), 64, 64)), "PNG")
+    truncated = source[: len(source) // 2]
+    with pytest.raises(DecodeError) as caught:
+        decode_image(truncated)
+    with pytest.raises((OSError, SyntaxError, ValueError, EOFError)) as through_resave:
+        with Image.open(io.BytesIO(truncated)) as img:
+            _save(img, "PNG")
+    expected = "truncated image" if "truncated" in str(through_resave.value) else "not a decodable image"
+    assert caught.value.reason == expected

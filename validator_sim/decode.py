@@ -126,18 +126,26 @@ def cache_resave(img: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def _resave_is_identity(img: Image.Image) -> bool:
+    """Whether `cache_resave` gives back exactly the pixels `img` holds: a single-frame PNG."""
+    return img.format == "PNG" and getattr(img, "n_frames", 1) == 1
+
+
 def decode_image(source: MediaSource, resave: bool = True) -> np.ndarray:
     """An image file's pixels as H×W×3 uint8 RGB, as the evaluator sees them.
 
     With `resave` (both profiles) the image first goes through `cache_resave`, as the
-    evaluator's dataset cache did; only lossless formats come through unchanged.
+    evaluator's dataset cache did; only lossless formats come through unchanged. A still
+    PNG is one of them (Pillow writes back the mode, palette and samples it read), so its
+    re-save — a zlib encode, most of a PNG's decode time — is skipped: the pixels are the
+    same bit for bit (tests/test_sim_media.py compares every mode the PNG reader yields).
     """
     data = _as_bytes(source)
     if not data:
         raise DecodeError("empty file")
     try:
         with Image.open(io.BytesIO(data)) as img:
-            if resave:
+            if resave and not _resave_is_identity(img):
                 with Image.open(io.BytesIO(cache_resave(img))) as cached:
                     rgb = cached.convert("RGB")
             else:

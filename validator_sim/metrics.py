@@ -64,9 +64,12 @@ def _argmax_not_0(row: np.ndarray) -> tuple[int, float, np.ndarray]:
 
 
 def _not_real_above_half(row: np.ndarray) -> tuple[int, float, np.ndarray]:
+    # gasbench reads the float32 probabilities as Python floats and forms 1 − p[0] in float64;
+    # in float32 the difference rounds (up to ~3e-8), which moves Brier in its 9th digit and
+    # can flip a decision at p[0] just below 0.5.
     probs = softmax(row)
-    p_ai = np.float32(1.0) - probs[0]
-    return int(p_ai > 0.5), float(p_ai), probs
+    p_ai = 1.0 - float(probs[0])
+    return int(p_ai > 0.5), p_ai, probs
 
 
 def _p0_above_half(row: np.ndarray) -> tuple[int, float, np.ndarray]:

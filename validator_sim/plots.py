@@ -5,12 +5,14 @@ Calibration drives the Brier half of sn34, so the reliability diagram comes firs
 a miner sees at a glance whether the model's p(AI) means what it says. Bars carry their
 values (a 0 % bar is drawn as a visible sliver), datasets with nothing scored are marked
 rather than drawn as 0 %, colours name the media type without reading as good/bad, and an
-interrupted run says so on every plot.
+interrupted run says so on every plot. Each PNG appears whole or not at all (written beside
+its name, then renamed), so a drawing stopped by Ctrl-C leaves no broken file.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -136,11 +138,17 @@ def _class_recall_plot(out_dir: Path, results: dict[str, Any], plt: Any) -> Path
 
 
 def _save(fig: Any, path: Path, plt: Any, results: dict[str, Any]) -> Path:
+    """Write the figure to `path` whole or not at all: drawn into a `.part` file beside it, then renamed over it."""
     if not results["metadata"]["completed"]:
         fig.suptitle("PARTIAL RUN (interrupted): only the samples scored so far", color="darkorange", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    partial = path.with_name(path.name + ".part")
+    try:
+        fig.tight_layout()
+        fig.savefig(partial, dpi=DPI, format="png")
+        os.replace(partial, path)
+    finally:  # Ctrl-C or a failure mid-save leaves no half-written PNG
+        partial.unlink(missing_ok=True)
+        plt.close(fig)
     return path
 
 

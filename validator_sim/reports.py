@@ -21,7 +21,8 @@ from discriminator import __version__
 from validator_sim.datasets import MEDIA_TYPES
 from validator_sim.decode import decoder_versions
 from validator_sim.metrics import compute_metrics, provenance_of, timing_summary
-from validator_sim.scoring import bootstrap_intervals, provenance_counts, sample_weights, score_rows
+from validator_sim.scoring import bootstrap_intervals, exam_verdict, provenance_counts, sample_weights, score_rows
+from validator_sim.timing import performance_line
 
 if TYPE_CHECKING:
     from validator_sim.run import RunState
@@ -175,6 +176,7 @@ def build_results(state: "RunState") -> dict[str, Any]:
             "per_class_recall": _class_recall(score["per_class_recall"]),
         },
         "scorable": verdict is None,
+        "metrics": {"performance": state.timings.snapshot()},
         "per_dataset": per_dataset,
         "accuracy_by_media_type": by_media,
         "dataset_media_types": {p.dataset.name: p.dataset.media_type for p in plans},
@@ -204,6 +206,7 @@ def build_results(state: "RunState") -> dict[str, Any]:
             "intervals_95": intervals,
             "interval_method": "percentile bootstrap, 1000 resamples, seed 0, stratified by dataset",
             "robustness": robustness,
+            "exam": _exam(state, scored, robustness, scorable=verdict is None),
             "decoders": decoder_versions(),
             "video_decoder": state.profile.video_decoder if model_io.modality == "video" else None,
             "lost_datasets": state.lost_datasets,
@@ -238,12 +241,14 @@ def summary_text(results: dict[str, Any]) -> str:
         f"completed: {'yes' if meta['completed'] else 'NO (interrupted: partial results)'}",
         "",
         *_score_lines(res, kit),
+        exam_line(kit["exam"]),
         f"scored {res['total_samples']} samples, {kit['error_samples']} error rows, "
         f"{sum(v['count'] for v in kit['skipped'].values())} skipped",
         f"inference {res['avg_inference_time_ms']:.2f} ms/sample mean, {res['p95_inference_time_ms']:.2f} ms p95; "
         f"wall {kit['wall_seconds']:.1f} s ({kit['throughput_samples_per_s']:.1f} samples/s); "
         f"{kit['session']['runtime']} on {', '.join(kit['session']['providers'])}, "
         f"{kit['threads']} thread(s), {kit['decode_workers']} decode worker(s), batch {kit['batch_size']}",
+        performance_line(results["metrics"]["performance"], kit.get("decode_workers")),
         "decoders: " + ", ".join(f"{name} {version}" for name, version in kit["decoders"].items()),
         "",
         "per dataset (one media type labels every sample, so MCC and sn34 are 0 by construction there: accuracy is "
@@ -300,6 +305,18 @@ def _score_lines(res: dict[str, Any], kit: dict[str, Any]) -> list[str]:
     return lines
 
 
+def exam_line(exam: dict[str, Any]) -> str:
+    """The entrance-exam verdict and the sn34 the network selects, in one line (plain text)."""
+    interval = exam["interval_95"]
+    span = f" [{interval[0]:.4f}, {interval[1]:.4f}]" if interval else " (no interval: fewer than 2 samples)"
+    size = ("at the exam's sample size (--mode small)" if exam["exam_sample_size"]
+            else f"at --mode {exam['mode']}; the exam's sample size is --mode small")
+    return (f"entrance exam: {exam['verdict'].upper()} — 3-class accuracy {exam['accuracy']:.4f}{span} vs "
+            f"{exam['threshold']:.2f} over {exam['samples']} samples, {size}; the network selects "
+            f"{exam['network_scoring']} sn34 {_fmt(exam['network_sn34_score'])} by default (a round may configure the "
+            "other)")
+
+
 def _fmt(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "NaN"
@@ -318,7 +335,7 @@ def write_records(out_dir: Path, records: list[dict[str, Any]]) -> Path:
         return path
     schema = pa.schema([
         ("dataset", pa.string()), ("media_type", pa.string()), ("sample", pa.string()), ("status", pa.string()),
-        ("label", pa.int8()), ("predicted", pa.int8()), ("probs", pa.list_(pa.float32())), ("p_ai", pa.float32()),
+        ("label", pa.int8()), ("predicted", pa.int8()), ("probs", pa.list_(pa.float32())), ("p_ai", pa.float64()),
         ("correct", pa.bool_()), ("class_label", pa.int8()), ("class_probs", pa.list_(pa.float64())),
         ("weight", pa.float64()), ("inference_ms", pa.float64()), ("batch_inference_ms", pa.float64()),
         ("error", pa.string()), ("nan", pa.bool_()),
@@ -351,6 +368,17 @@ def _verdict(state: "RunState", scored: int) -> str | None:
     if voids and scored == 0 and state.completed:
         return f"UNSCORABLE: no sample was predicted, and the {state.profile.name} evaluator cannot score such a run"
     return None
+
+
+def _exam(state: "RunState", scored: list[dict[str, Any]], robustness: dict[str, Any] | None,
+          scorable: bool) -> dict[str, Any]:
+    """The entrance-exam verdict; the network's sn34 is the blended one when the robustness pass ran, 0 when voided."""
+    exam = exam_verdict(scored, state.scoring.num_classes, state.profile.default_scoring, state.mode.name, scorable)
+    if not scorable:
+        exam["network_sn34_score"] = 0.0
+    elif robustness:
+        exam["network_sn34_score"] = robustness[f"{exam['network_scoring']}_blended_sn34_score"]
+    return exam
 
 
 def _robustness_summary(state: "RunState", score: dict[str, Any]) -> dict[str, Any] | None:

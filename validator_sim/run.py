@@ -1,6 +1,7 @@
 """The run loop: plan → decode → preprocess → batch → infer → score, with decoding overlapping inference.
 
-`run_bench` is the library entry point `kit bench` is a thin layer over. A producer
+`run_request` is the library entry point `kit bench` is a thin layer over: it takes one
+`BenchRequest` (everything the command was asked; `run_bench` builds one from keywords). A producer
 thread streams payloads in listing order and hands each sample to a pool of decode
 workers; finished batches wait in a bounded queue while the main thread runs the
 previous one through the model's session (onnxruntime, or torch for a bundle), so
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ from validator_sim.profiles import DEFAULT_PROFILE, Profile, get_profile
 from validator_sim.sample_feed import SampleFeed
 from validator_sim.scoring import ScoringOptions
 from validator_sim.session import ModelIO, ModelSession, OnnxSession, default_threads, open_bundle_session
+from validator_sim.timing import StageTimings
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,8 @@ class RunState:
     model_format: str = "onnx"
     #: The robustness pass's records (current-contract §6), when one ran.
     robustness: dict[str, Any] | None = None
+    #: Seconds per pipeline stage of the base pass (results["metrics"]["performance"]).
+    timings: StageTimings = field(default_factory=StageTimings)
 
 
 class RunInvalidated(Exception):
@@ -243,84 +247,111 @@ def _produce(plans: list[DatasetPlan], batch_size: int, pool: ThreadPoolExecutor
         put(_END)
 
 
-def run_bench(
-    model_path: Path | str,
-    datasets: list[Dataset],
-    profile: Profile | str | None = None,
-    *,
-    mode: str = "small",
-    max_per_dataset: int | None = None,
-    seed: int = 0,
-    batch_size: int | None = None,
-    threads: int | None = None,
-    decode_workers: int | None = None,
-    frame_rate: float | None = None,
-    pixel_cache: PixelCache | None = None,
-    scoring: str | None = None,
-    shares: dict[str, float] | None = None,
-    rendered: str = "real",
-    robustness: int = 0,
-    aug_weight: float = 0.2,
-    model_format: str | None = None,
-    modality: str | None = None,
-    compare: Path | str | None = None,
-    out_dir: Path | str | None = None,
-    force: bool = False,
-    write: bool = True,
-    plots: bool = True,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> BenchResult:
-    """Score the model at `model_path` on `datasets` exactly as the validator would, and write the reports.
+@dataclass(frozen=True)
+class BenchRequest:
+    """Everything `kit bench` was asked, as one value: the model, the data and every option.
+
+    The CLI builds one from its flags; `run_request` reads it and nothing else. Fields keep
+    the CLI's meaning and defaults (None: the profile's or the machine's choice).
+    """
+
+    model_path: Path
+    datasets: tuple[Dataset, ...]
+    #: A profile name or record; None: `current` for a bundle, the ONNX era for an ONNX file.
+    profile: Profile | str | None = None
+    mode: str = "small"
+    max_per_dataset: int | None = None
+    seed: int = 0
+    batch_size: int | None = None
+    threads: int | None = None
+    decode_workers: int | None = None
+    frame_rate: float | None = None
+    #: In front of decoding (None: decode every sample).
+    pixel_cache: PixelCache | None = None
+    #: Which sn34 reading is `sn34_score` (None: the profile's).
+    scoring: str | None = None
+    #: Provenance shares (current-contract §5); empty: every weight is 1.
+    shares: tuple[tuple[str, float], ...] = ()
+    #: How `rendered/` datasets count: "real" or "fourth-class".
+    rendered: str = "real"
+    #: Robustness pass on this many samples per dataset (0: none), blended with `aug_weight`.
+    robustness: int = 0
+    aug_weight: float = 0.2
+    #: "onnx" or "bundle" in a build folder holding both (None: the profile's evaluator's format).
+    model_format: str | None = None
+    #: A bundle's modality when neither its manifest nor its datasets say.
+    modality: str | None = None
+    #: An earlier run's results.json, or another model benched here on the same samples.
+    compare: Path | None = None
+    out_dir: Path | None = None
+    force: bool = False
+    #: False: nothing is written and `out_dir` is ignored.
+    write: bool = True
+    #: False: the PNG plots are left to the caller.
+    plots: bool = True
+
+    @classmethod
+    def of(cls, model_path: Path | str, datasets: list[Dataset], profile: Profile | str | None = None,
+           **options: Any) -> "BenchRequest":
+        """A request from plain values: paths as str or Path, `shares` as a dict."""
+        shares = options.pop("shares", None) or {}
+        for name in ("compare", "out_dir"):
+            if options.get(name) is not None:
+                options[name] = Path(options[name])
+        return cls(Path(model_path), tuple(datasets), profile, shares=tuple(sorted(shares.items())), **options)
+
+
+def run_bench(model_path: Path | str, datasets: list[Dataset], profile: Profile | str | None = None, *,
+              on_progress: Callable[[int, int], None] | None = None, **options: Any) -> BenchResult:
+    """`run_request` on `BenchRequest.of(model_path, datasets, profile, **options)`: the library's short form."""
+    return run_request(BenchRequest.of(model_path, datasets, profile, **options), on_progress)
+
+
+def run_request(request: BenchRequest, on_progress: Callable[[int, int], None] | None = None) -> BenchResult:
+    """Score the requested model on the requested datasets exactly as the validator would, and write the reports.
 
     `on_progress(done, total)` is called after each batch (samples handled so far).
-    With `write=False` nothing is written and `out_dir` is ignored; `plots=False` leaves the PNG plots to the caller.
-    `scoring` picks which sn34 reading is `sn34_score` (default: the profile's); `shares` are the provenance
-    shares (current-contract §5); `rendered` reads `rendered/` datasets as real or as a fourth class;
-    `robustness` N > 0 runs the robustness pass on N samples per dataset, blended with `aug_weight`.
-    `model_format` picks onnx or bundle in a build folder holding both; `modality` names a bundle's
-    modality when neither its manifest nor its datasets say. `compare` is an earlier run's results.json,
-    or another model, benched here on the same samples under the same rules: the paired Δsn34 against it
-    lands in `results["kit"]["compare"]` (with `refused` saying why when the runs scored different samples).
+    `scoring` picks which sn34 reading is `sn34_score`; `shares` are the provenance shares; `rendered` reads
+    `rendered/` datasets as real or as a fourth class; `robustness` N > 0 runs the robustness pass on N samples
+    per dataset, blended with `aug_weight`. `compare` is an earlier run's results.json, or another model, benched
+    here on the same samples under the same rules: the paired Δsn34 against it lands in `results["kit"]["compare"]`
+    (with `refused` saying why when the runs scored different samples).
     """
-    from validator_sim.reports import build_results, write_reports
-
+    profile = request.profile
     if profile is None:
-        profile = default_profile(model_path, model_format)
+        profile = default_profile(request.model_path, request.model_format)
     profile = get_profile(profile) if isinstance(profile, str) else profile
-    run_mode = get_mode(mode)
-    if frame_rate is not None and not profile.frame_rate_stepping:
+    get_mode(request.mode)  # an unknown mode is refused before the model loads
+    if request.frame_rate is not None and not profile.frame_rate_stepping:
         raise UsageError(f"profile {profile.name} always takes consecutive frames", "drop --frame-rate, or use --profile current")
-    if seed < 0:
-        raise UsageError(f"--seed must be 0 or more, got {seed}", "pass e.g. --seed 0")
-    for name, value in (("--max-per-dataset", max_per_dataset), ("--batch-size", batch_size), ("--threads", threads),
-                        ("--decode-workers", decode_workers)):
+    if request.seed < 0:
+        raise UsageError(f"--seed must be 0 or more, got {request.seed}", "pass e.g. --seed 0")
+    for name, value in (("--max-per-dataset", request.max_per_dataset), ("--batch-size", request.batch_size),
+                        ("--threads", request.threads), ("--decode-workers", request.decode_workers)):
         if value is not None and value < 1:
             raise UsageError(f"{name} must be at least 1, got {value}", f"pass a positive {name}")
-    if not datasets:
+    if not request.datasets:
         raise UsageError("no datasets to bench on", "pass --data DIR or --datasets FILE.yaml")
-    options = scoring_options(profile, scoring, shares, rendered)
-    if robustness < 0:
-        raise UsageError(f"--robustness must be 0 or more, got {robustness}", "pass the samples per dataset, e.g. 20")
-    if not 0.0 <= aug_weight <= 1.0:
-        raise UsageError(f"--aug-weight must be between 0 and 1, got {aug_weight}", "the evaluator uses 0.2")
+    options = scoring_options(profile, request.scoring, dict(request.shares), request.rendered)
+    if request.robustness < 0:
+        raise UsageError(f"--robustness must be 0 or more, got {request.robustness}",
+                         "pass the samples per dataset, e.g. 20")
+    if not 0.0 <= request.aug_weight <= 1.0:
+        raise UsageError(f"--aug-weight must be between 0 and 1, got {request.aug_weight}", "the evaluator uses 0.2")
     from validator_sim.reports import load_run_records
 
-    if compare is not None and not Path(compare).exists():
+    compare = request.compare
+    if compare is not None and not compare.exists():
         raise InputError(f"--compare {compare} does not exist", "pass another run's results.json, or another model")
     other_records = load_run_records(compare) if compare is not None and is_results_path(compare) else None
     with ExitStack() as stack:
-        result = _run(model_path, datasets, profile, run_mode, options, rendered, robustness, aug_weight, model_format,
-                      modality, stack, max_per_dataset=max_per_dataset, seed=seed, batch_size=batch_size,
-                      threads=threads, decode_workers=decode_workers, frame_rate=frame_rate, pixel_cache=pixel_cache,
-                      out_dir=out_dir, force=force, write=write, plots=plots, on_progress=on_progress)
+        result = _run(request, profile, options, stack, on_progress)
     if compare is not None and other_records is None:  # another model: bench it on the same samples, same rules
-        other = run_bench(compare, datasets, profile, mode=mode, max_per_dataset=max_per_dataset, seed=seed,
-                          batch_size=batch_size, threads=threads, decode_workers=decode_workers, frame_rate=frame_rate,
-                          pixel_cache=pixel_cache, scoring=scoring, shares=shares, rendered=rendered,
-                          model_format=model_format, modality=modality, write=False)
+        other = run_request(replace(request, model_path=compare, profile=profile, robustness=0, aug_weight=0.2,
+                                    compare=None, out_dir=None, force=False, write=False))
         other_records = other.records
-    if other_records is not None:
-        attach_comparison(result, other_records, options, Path(compare))
+    if compare is not None and other_records is not None:
+        attach_comparison(result, other_records, options, compare)
     return result
 
 
@@ -399,22 +430,20 @@ def _only_modality(datasets: list[Dataset]) -> str:
     return found[0]
 
 
-def _run(model_path: Path | str, datasets: list[Dataset], profile: Profile, run_mode: Mode, options: ScoringOptions,
-         rendered: str, robustness: int, aug_weight: float, model_format: str | None, modality: str | None,
-         stack: ExitStack, *, max_per_dataset: int | None, seed: int, batch_size: int | None, threads: int | None,
-         decode_workers: int | None, frame_rate: float | None, pixel_cache: PixelCache | None,
-         out_dir: Path | str | None, force: bool, write: bool, plots: bool,
+def _run(request: BenchRequest, profile: Profile, options: ScoringOptions, stack: ExitStack,
          on_progress: Callable[[int, int], None] | None) -> BenchResult:
     from validator_sim.reports import build_results, write_reports
 
+    run_mode = get_mode(request.mode)
+    datasets = list(request.datasets)
     started = datetime.now(timezone.utc)
-    artifact = load_model_artifact(model_path, model_format, profile)
-    threads = threads or default_threads()
-    session, model_name = open_model(artifact, profile, threads, modality, datasets, stack)
+    artifact = load_model_artifact(request.model_path, request.model_format, profile)
+    threads = request.threads or default_threads()
+    session, model_name = open_model(artifact, profile, threads, request.modality, datasets, stack)
     session_settings = session.settings
     model_io = session.io
     warnings = list(model_io.warnings) + spec_mismatches(artifact.spec, model_io)
-    frame_rate = _frame_rate_for(profile, frame_rate, session.frame_rate, warnings)
+    frame_rate = _frame_rate_for(profile, request.frame_rate, session.frame_rate, warnings)
     usable = [d for d in datasets if d.modality == model_io.modality]
     other = [d.name for d in datasets if d.modality != model_io.modality]
     if not usable:
@@ -425,7 +454,7 @@ def _run(model_path: Path | str, datasets: list[Dataset], profile: Profile, run_
         warnings.append(f"skipped {len(other)} dataset(s) of another modality: {', '.join(other)}")
     if run_mode.first_dataset_only:
         usable = usable[:1]
-    cap = max_per_dataset if max_per_dataset is not None else run_mode.cap[model_io.modality]
+    cap = request.max_per_dataset if request.max_per_dataset is not None else run_mode.cap[model_io.modality]
 
     plans = []
     for dataset in usable:
@@ -434,17 +463,18 @@ def _run(model_path: Path | str, datasets: list[Dataset], profile: Profile, run_
         except KitError as exc:
             plans.append(DatasetPlan(dataset, None, [], error=exc.one_line()))
             continue
-        plans.append(DatasetPlan(dataset, listing, choose_samples(listing, cap, seed)))
+        plans.append(DatasetPlan(dataset, listing, choose_samples(listing, cap, request.seed)))
     target_dir = None
-    if write:  # only once every input has been checked, so a refused run leaves no empty folder
-        target_dir = prepare_out_dir(Path(out_dir) if out_dir else default_out_dir(model_name, started), force)
+    if request.write:  # only once every input has been checked, so a refused run leaves no empty folder
+        target_dir = prepare_out_dir(request.out_dir or default_out_dir(model_name, started), request.force)
 
     state = RunState(
-        profile=profile, mode=run_mode, model_source=Path(model_path), model_name=model_name, model_io=model_io,
+        profile=profile, mode=run_mode, model_source=request.model_path, model_name=model_name, model_io=model_io,
         spec=artifact.spec, session_settings=session_settings,
-        batch_size=batch_size or profile.batch_size_for(model_io.modality), decode_workers=decode_workers,
-        seed=seed, max_per_dataset=max_per_dataset, frame_rate=frame_rate, plans=plans, started_at=started,
-        warnings=warnings, pixel_cache=pixel_cache, scoring=options, rendered=rendered, model_format=artifact.format,
+        batch_size=request.batch_size or profile.batch_size_for(model_io.modality),
+        decode_workers=request.decode_workers, seed=request.seed, max_per_dataset=request.max_per_dataset,
+        frame_rate=frame_rate, plans=plans, started_at=started, warnings=warnings, pixel_cache=request.pixel_cache,
+        scoring=options, rendered=request.rendered, model_format=artifact.format,
     )
     for plan in plans:
         if plan.error:
@@ -452,13 +482,13 @@ def _run(model_path: Path | str, datasets: list[Dataset], profile: Profile, run_
         elif not plan.indices:
             state.warnings.append(f"dataset {plan.dataset.name} has no {model_io.modality} samples")
     _score(state, session, on_progress)
-    if robustness and state.completed and not state.invalidated:
+    if request.robustness and state.completed and not state.invalidated:
         from validator_sim.robustness import run_robustness_pass
 
-        state.robustness = run_robustness_pass(state, session, robustness, aug_weight)
+        state.robustness = run_robustness_pass(state, session, request.robustness, request.aug_weight)
     results = build_results(state)
     results["kit"].update(state.feed_report)
-    paths = write_reports(target_dir, results, state.records, plots) if target_dir else {}
+    paths = write_reports(target_dir, results, state.records, request.plots) if target_dir else {}
     return BenchResult(results=results, records=state.records, out_dir=target_dir, paths=paths)
 
 
@@ -475,8 +505,9 @@ def _score(state: RunState, session: ModelSession, on_progress: Callable[[int, i
     failed_batches: dict[str, int] = {}
     stop = threading.Event()
     batches: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
+    timings = state.timings
     feed = SampleFeed(prepare, cores=default_threads(), decode_workers=state.decode_workers, cache=state.pixel_cache,
-                      recipe=pixel_recipe(prepare_sample, profile, model_io.modality, model_io.height, model_io.width,
+                      timings=timings, recipe=pixel_recipe(prepare_sample, profile, model_io.modality, model_io.height, model_io.width,
                                           model_io.frames, state.frame_rate))
     pool = ThreadPoolExecutor(max_workers=feed.max_workers, thread_name_prefix="sim-decode")
     producer = threading.Thread(target=_produce, name="sim-producer", daemon=True,
@@ -485,7 +516,8 @@ def _score(state: RunState, session: ModelSession, on_progress: Callable[[int, i
     producer.start()
     try:
         while True:
-            item = batches.get()
+            with timings.measure("input_wait"):
+                item = batches.get()
             if item is _END:
                 break
             if item[0] == "crash":
@@ -495,10 +527,14 @@ def _score(state: RunState, session: ModelSession, on_progress: Callable[[int, i
                 state.errors.append(f"{plan.dataset.name}: reading stopped early ({message})")
                 continue
             plan, pending = item
-            keys, arrays = _collect_batch(state, plan, pending)
-            if arrays:
+            with timings.measure("input_wait"):  # the batch's last decodes may still be running
+                prepared = [(key, future.result()) for key, future in pending]
+            with timings.measure("batch_assembly"):
+                keys, arrays = _collect_batch(state, plan, prepared)
+                batch = np.stack(arrays) if arrays else None
+            if batch is not None:
                 inferred_s = state.inference_s
-                _infer_batch(state, session, plan, keys, np.stack(arrays), failed_batches)
+                _infer_batch(state, session, plan, keys, batch, failed_batches)
                 feed.observe_inference(state.inference_s - inferred_s, len(arrays))
             done += len(pending)
             if on_progress:
@@ -514,6 +550,7 @@ def _score(state: RunState, session: ModelSession, on_progress: Callable[[int, i
         producer.join(timeout=5)
         state.feed_report = feed.report()
         state.wall_s = time.perf_counter() - wall_start
+        timings.observe("wall", state.wall_s)
         state.finished_at = datetime.now(timezone.utc)
     for name, count in failed_batches.items():
         dataset = next(p.dataset for p in state.plans if p.dataset.name == name)
@@ -531,11 +568,11 @@ def _score(state: RunState, session: ModelSession, on_progress: Callable[[int, i
                 "as error rows and went on, as here")
 
 
-def _collect_batch(state: RunState, plan: DatasetPlan, pending: list[tuple[str, Future]]) -> tuple[list[str], list]:
+def _collect_batch(state: RunState, plan: DatasetPlan,
+                   prepared_all: list[tuple[str, np.ndarray | DecodeError]]) -> tuple[list[str], list]:
     """The batch's decoded samples; decode failures are counted, and a dataset the era's evaluator lost is skipped."""
     name = plan.dataset.name
     keys, arrays = [], []
-    prepared_all = [(key, future.result()) for key, future in pending]
     odd = next((p for _, p in prepared_all if isinstance(p, DecordChannelClip)), None)
     if odd is not None and name not in state.lost_datasets:
         state.lost_datasets[name] = (f"lost with the rest of {name}: a clip in its batch decoded to "
@@ -600,11 +637,13 @@ def _infer_batch(state: RunState, session: ModelSession, plan: DatasetPlan, keys
         return
     elapsed = time.perf_counter() - started
     state.inference_s += elapsed
+    state.timings.observe("inference", elapsed)
     batch_ms = elapsed * 1000
     per_sample_ms = batch_ms / len(keys)
-    for key, row in zip(keys, logits):
-        state.records.append({**base, "sample": key, **score_row(row, state, base["label"], base["class_label"]),
-                              "inference_ms": per_sample_ms, "batch_inference_ms": batch_ms, "error": None})
+    with state.timings.measure("scoring"):
+        for key, row in zip(keys, logits):
+            state.records.append({**base, "sample": key, **score_row(row, state, base["label"], base["class_label"]),
+                                  "inference_ms": per_sample_ms, "batch_inference_ms": batch_ms, "error": None})
 
 
 def score_row(row: np.ndarray, state: RunState, label: int, class_index: int) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 
 from validator_sim.decode import MediaSource
 from validator_sim.pixel_cache import PixelCache, PixelRecipe, Prepared, PrepareFn
+from validator_sim.timing import StageTimings
 
 #: Weight of the newest sample in the running means (about the last 10 samples count).
 SMOOTHING = 0.1
@@ -33,11 +34,14 @@ class SampleFeed:
     """`prepare` for the decode pool: cached when a cache is given, gated to the chosen number of workers."""
 
     def __init__(self, prepare: PrepareFn, *, cores: int, decode_workers: int | None = None,
-                 cache: PixelCache | None = None, recipe: PixelRecipe | None = None):
+                 cache: PixelCache | None = None, recipe: PixelRecipe | None = None,
+                 timings: StageTimings | None = None):
         if cache is not None and recipe is None:
             raise ValueError("a pixel cache needs the recipe of the pixels it holds")
         self._prepare = cache.cached(prepare, recipe) if cache is not None and recipe is not None else prepare
         self.cache = cache
+        #: Where each sample's decode (or cache read) time is added, as the `prepare` stage.
+        self.timings = timings
         self.fixed = decode_workers is not None
         #: Threads in the decode pool.
         self.max_workers = decode_workers or max(1, cores)
@@ -67,6 +71,8 @@ class SampleFeed:
             return self._prepare(payload)
         finally:
             elapsed = time.perf_counter() - started
+            if self.timings is not None:
+                self.timings.observe("prepare", elapsed)
             with self._cond:
                 self._running -= 1
                 self.decode_s_per_sample = _running_mean(self.decode_s_per_sample, elapsed)

@@ -223,3 +223,51 @@ def verdict(delta: float, interval: list[float] | None) -> str:
 def provenance_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
     names = [provenance_of(r["dataset"]) for r in rows]
     return {p: names.count(p) for p in PROVENANCE_CLASSES if names.count(p)}
+
+
+#: The entrance exam: 3-class accuracy (`benchmark_score`, the argmax against the class label) of at least this
+#: on the datasets of the submitted modality (current-contract §5).
+EXAM_THRESHOLD = 0.80
+#: The kit's mode whose sample size (100 per dataset) mirrors the exam's `--small` run.
+EXAM_MODE = "small"
+EXAM_VERDICTS = {
+    "pass": "clears the entrance exam: the whole 95 % interval of 3-class accuracy is at or above 0.80",
+    "at risk": "may fail the entrance exam: the 95 % interval of 3-class accuracy straddles 0.80, so other samples of "
+               "the same data can land either side",
+    "fail": "fails the entrance exam: the whole 95 % interval of 3-class accuracy is below 0.80",
+}
+
+
+def exam_verdict(rows: list[dict[str, Any]], num_classes: int, network_scoring: Scoring,
+                 mode: str, scorable: bool = True) -> dict[str, Any]:
+    """Whether these scored records clear the entrance exam, and the sn34 the network would select.
+
+    The exam's accuracy is unweighted (provenance shares weight sn34, not `benchmark_score`). Pass: the
+    bootstrap interval's lower end ≥ 0.80; fail: its upper end < 0.80; at risk: it straddles 0.80.
+    With fewer than two samples there is no interval and the point decides. A run the evaluator cannot
+    score fails whatever its accuracy.
+    """
+    options = ScoringOptions(scoring=network_scoring, shares={}, num_classes=num_classes)
+    score = score_rows(rows, options) if rows else None
+    accuracy = score["accuracy"] if score else 0.0
+    interval = bootstrap_intervals(rows, options, accuracy_against="multiclass")["accuracy"] if rows else None
+    low, high = interval if interval else (accuracy, accuracy)
+    if not scorable or not rows or high < EXAM_THRESHOLD:
+        verdict = "fail"
+    elif low >= EXAM_THRESHOLD:
+        verdict = "pass"
+    else:
+        verdict = "at risk"
+    return {
+        "threshold": EXAM_THRESHOLD,
+        "accuracy": accuracy,
+        "interval_95": interval,
+        "samples": len(rows),
+        "verdict": verdict,
+        "meaning": EXAM_VERDICTS[verdict] if scorable else "fails the entrance exam: the evaluator cannot score this run",
+        "mode": mode,
+        "exam_sample_size": mode == EXAM_MODE,
+        "network_scoring": network_scoring,
+        "network_sn34_score": score[f"{network_scoring}_sn34_score"] if score else 0.0,
+    }
+

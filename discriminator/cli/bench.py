@@ -21,6 +21,7 @@ EXAMPLES = [
     ("kit bench out/video/bundle --data data/ --profile current --robustness 20", "a bundle as today's evaluator scores it, with the robustness pass"),
     ("kit bench new.zip --data data/ --profile current --compare results/king/results.json", "paired Δsn34 against another run, vs the +0.010 margin"),
     ("kit bench new.zip --data data/ --profile current --compare king.zip", "both models on the same samples in one run"),
+    ("kit bench out/image/bundle --data data/ --plots", "also draw the PNG plots (reliability, confusion, accuracy, recall, latency)"),
 ]
 
 
@@ -40,7 +41,7 @@ def _interval(kit: dict[str, Any], name: str) -> str:
     return f" [{interval[0]:.4f}, {interval[1]:.4f}]" if interval else ""
 
 
-def _print_summary(results: dict[str, Any], out_dir: Optional[Path]) -> None:
+def _print_summary(results: dict[str, Any], out_dir: Optional[Path], plots: bool = False) -> None:
     res, kit = results["results"], results["kit"]
     meta = results["metadata"]
     cap = f", at most {kit['max_per_dataset']} per dataset" if kit.get("max_per_dataset") is not None else ""
@@ -76,6 +77,12 @@ def _print_summary(results: dict[str, Any], out_dir: Optional[Path]) -> None:
                   f"binary MCC {_metric(res['binary_mcc'])} · binary Brier {_metric(res['binary_brier'])} · "
                   f"CE {_metric(res['binary_cross_entropy'])} · accuracy ({kit['accuracy_against']}) "
                   f"{_metric(res['accuracy'])}{_interval(kit, 'accuracy')}")
+    from validator_sim.reports import exam_line
+
+    exam = kit["exam"]
+    colour = {"pass": "green", "at risk": "yellow", "fail": "red"}[exam["verdict"]]
+    console.print(f"[bold {colour}]{exam_line(exam)}[/]", highlight=False)
+    console.print(f"  ({exam['meaning']})", highlight=False)
     recall = " · ".join(f"{name} {_metric(value)}" for name, value in res["per_class_recall"].items() if value is not None)
     console.print(f"recall per class: {recall}")
     if kit.get("robustness"):
@@ -92,6 +99,9 @@ def _print_summary(results: dict[str, Any], out_dir: Optional[Path]) -> None:
     console.print(f"{res['avg_inference_time_ms']:.2f} ms/sample (p95 {res['p95_inference_time_ms']:.2f}) · "
                   f"{kit['throughput_samples_per_s']:.1f} samples/s · {kit['session']['runtime']}, {kit['threads']} thread(s)")
     from validator_sim.sample_feed import feed_summary
+    from validator_sim.timing import performance_line
+
+    console.print(performance_line(results["metrics"]["performance"], kit.get("decode_workers")))
 
     for line in feed_summary(kit):
         console.print(line)
@@ -112,7 +122,8 @@ def _print_summary(results: dict[str, Any], out_dir: Optional[Path]) -> None:
         reasons = ", ".join(f"{count} {reason}" for reason, count in ignored.items())
         err_console.print(f"[yellow]not scored in {name}:[/] {reasons}")
     if out_dir is not None:
-        console.print(f"reports in {out_dir}/ (results.json, summary.txt, records, plots)")
+        drawn = "plots follow" if plots else "no plots: pass --plots to draw them"
+        console.print(f"reports in {out_dir}/ (results.json, summary.txt, records; {drawn})")
 
 
 @kit_command
@@ -121,7 +132,7 @@ def bench_command(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Folder laid out as <real|synthetic|semisynthetic|rendered>/<dataset-name>/…"),
     datasets_file: Optional[Path] = typer.Option(None, "--datasets", help="YAML listing datasets (name, modality, media_type, path, source_format)."),
     profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Validator rules: current (the network today; the default for a bundle or a build folder, whose bundle is then benched) or onnx-2026-02 (the default for an ONNX file)."),
-    mode: str = typer.Option("small", "--mode", help="debug (first dataset, ~100/50), small (100 per dataset), full (all)."),
+    mode: str = typer.Option("small", "--mode", help="debug (first dataset, ~100/50), small (100 per dataset: the entrance exam's sample size), full (all)."),
     max_per_dataset: Optional[int] = typer.Option(None, "--max-per-dataset", help="Cap samples per dataset (overrides the mode's cap)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample choice; the same seed picks the same samples anywhere."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the profile's batch size (image 32, video 4)."),
@@ -142,6 +153,7 @@ def bench_command(
     modality: Optional[str] = typer.Option(None, "--modality", help="image or video, for a bundle whose manifest and datasets do not say."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default: results/<model>-<timestamp>/)."),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty --out folder."),
+    plots: bool = typer.Option(False, "--plots/--no-plots", help="Also draw the PNG plots (reliability, confusion, accuracy, recall, latency) after the summary; off by default, as they add about a second."),
     python: Optional[str] = typer.Option(None, "--python", help=PYTHON_HELP),
 ) -> None:
     """Run a detector over local datasets through the validator's own pipeline and report sn34 and its parts."""
@@ -149,7 +161,7 @@ def bench_command(
 
     from validator_sim.datasets import discover_datasets, load_datasets_yaml
     from validator_sim.pixel_cache import open_cache
-    from validator_sim.run import raise_if_unusable, run_bench
+    from validator_sim.run import BenchRequest, raise_if_unusable, run_request
     from validator_sim.scoring import shares_from_cli
 
     use_python(python)
@@ -157,7 +169,12 @@ def bench_command(
         raise UsageError("give exactly one of --data DIR or --datasets FILE.yaml", "see `kit bench --help` for examples")
     datasets = discover_datasets(data, media_column) if data is not None else load_datasets_yaml(datasets_file, media_column)
     shares = shares_from_cli(holdout_share, gasstation_share)
-    pixel_cache = open_cache(not no_cache, cache_size)
+    request = BenchRequest.of(model, datasets, profile, mode=mode, max_per_dataset=max_per_dataset, seed=seed,
+                              batch_size=batch_size, threads=threads, decode_workers=decode_workers,
+                              frame_rate=frame_rate, pixel_cache=open_cache(not no_cache, cache_size), scoring=scoring,
+                              shares=shares, rendered=rendered, robustness=robustness, aug_weight=aug_weight,
+                              model_format=model_format, modality=modality, compare=compare, out_dir=out, force=force,
+                              plots=False)  # drawn here, after the summary, when --plots asks
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                TimeRemainingColumn())
@@ -168,16 +185,17 @@ def bench_command(
             speed = progress.tasks[0].speed
             progress.update(task, completed=done, total=total, rate=f"{speed:.1f} samples/s" if speed else "")
 
-        result = run_bench(model, datasets, profile, mode=mode, max_per_dataset=max_per_dataset, seed=seed,
-                           batch_size=batch_size, threads=threads, decode_workers=decode_workers, frame_rate=frame_rate,
-                           pixel_cache=pixel_cache, scoring=scoring, shares=shares, rendered=rendered,
-                           robustness=robustness, aug_weight=aug_weight, model_format=model_format, modality=modality,
-                           compare=compare, out_dir=out, force=force, plots=False, on_progress=on_progress)
-    _print_summary(result.results, result.out_dir)
-    if result.out_dir is not None:  # drawn after the numbers are on screen
+        result = run_request(request, on_progress)
+    _print_summary(result.results, result.out_dir, plots)
+    if plots and result.out_dir is not None:  # drawn after the numbers are on screen
         from validator_sim.plots import write_plots
 
-        result.paths.update(write_plots(result.out_dir, result.results, result.records))
+        try:
+            result.paths.update(write_plots(result.out_dir, result.results, result.records))
+        except KeyboardInterrupt:
+            err_console.print("[bold yellow]interrupted while drawing the plots:[/] the reports are complete; "
+                              "the plots drawn so far are whole, the rest were not written")
+            raise typer.Exit(130) from None
     if not result.completed:
         err_console.print("[bold yellow]interrupted:[/] the reports cover the samples scored so far (completed: false)")
         raise typer.Exit(130)
