@@ -22,6 +22,7 @@ EXAMPLES = [
     ("kit check submissions/example-video/video_bundle.zip", "check a submission zip exactly as it will be uploaded"),
     ("kit check model.onnx --json > check.json", "machine-readable results; exit 1 when a rule fails"),
     ("kit check someone_elses_bundle/ --modality image --python ~/gpu-venv/bin/python", "run a bundle under another Python"),
+    ("kit check big_bundle/ --time-limit 600 --latency", "a large model on a CPU: more time per batch, and the full latency figure"),
 ]
 FORMAT_HELP = "onnx or bundle: check only that one of a build folder's formats (default: every format the path holds)."
 DEVICE_HELP = "Where a bundle runs: cpu, cuda or cuda:N (the evaluator uses CUDA when it has it)."
