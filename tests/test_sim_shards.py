@@ -11,9 +11,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -156,6 +158,37 @@ def test_a_failing_shard_fails_the_run_with_its_line_and_writes_no_report(tmp_pa
     assert lines and needle in lines[0], done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     assert not out.exists() or not any(out.iterdir())  # not even a partial file
+
+
+def test_ctrl_c_stops_every_shard_and_the_report_covers_the_batches_before_the_first_unfinished_one(
+        tmp_path: Path, data: Path) -> None:
+    """Ctrl-C reaches every process of the group; the report is written whole, marked incomplete, and its records
+    are exactly the first records of an uninterrupted run (what one process would have scored before the press)."""
+    forward = ("        open(os.environ['KIT_TEST_CALLS'], 'a').write(os.environ.get('RANK', '0'))\n        time.sleep(0.4)\n"
+               "        return self.head(features)")
+    bundle = make_bundle(tmp_path / "bundle", source=model_source(imports="import os, time", forward=forward))
+    calls = tmp_path / "calls"
+    args = ["bench", str(bundle), "--data", str(data), *COMMON, "--batch-size", "2"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "KIT_TEST_CALLS": str(calls)}
+    running = subprocess.Popen([sys.executable, "-m", "discriminator.cli.app", *args, "--shards", "2",
+                                "--out", str(tmp_path / "two")], cwd=REPO, env=env, start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (calls.exists() and {"0", "1"} <= set(calls.read_text()) and len(calls.read_text()) >= 4) \
+            and time.monotonic() < deadline:  # both shards are scoring
+        time.sleep(0.05)
+    os.killpg(running.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: every process of the group
+    _, stderr = running.communicate(timeout=120)
+    assert running.returncode == 130, stderr[-3000:]
+    partial, partial_records = report(tmp_path / "two")
+    assert partial["metadata"]["completed"] is False and any("interrupted after" in e for e in partial["errors"])
+    whole = runner.invoke(app, [*args, "--out", str(tmp_path / "one")], env={"KIT_TEST_CALLS": str(tmp_path / "c1")})
+    assert whole.exit_code == 0, whole.output
+    whole_records = report(tmp_path / "one")[1]
+    assert 0 < len(partial_records) < len(whole_records)
+    for a, b in zip(partial_records, whole_records[:len(partial_records)], strict=True):
+        assert {k: v for k, v in a.items() if k not in CLOCKED_RECORD} == \
+               {k: v for k, v in b.items() if k not in CLOCKED_RECORD}
 
 
 def test_torchrun_ranks_write_the_report_of_one_process(tmp_path: Path, data: Path) -> None:

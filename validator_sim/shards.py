@@ -244,11 +244,11 @@ class _Link:
 
     def _raise_if_failed(self) -> None:
         if self.store.check(["failed"]):
-            message = self.store.get("failed").decode()
+            code, message = self.store.get("failed").decode().split("\n", 1)
             if self.world.rank == 0:
                 self.store.set("ack", "1")
-                raise ShardFailed(message, "the report was not written; fix that shard's cause and bench again")
-            raise ShardFailed(f"stopped: {message}")
+                raise ShardFailed(message, "no report was written", exit_code=int(code))
+            raise ShardFailed(f"stopped: {message}", exit_code=int(code))
 
     def _check_children(self) -> None:
         """Rank 0 of `--shards N`: a local rank that exited without posting a failure (killed, crashed)."""
@@ -259,13 +259,14 @@ class _Link:
 
     def _fail(self, message: str) -> None:
         """Rank 0: end the run for every rank with `message`."""
-        self.store.compare_set("failed", "", message)
+        self.store.compare_set("failed", "", f"1\n{message}")
         self._raise_if_failed()
 
     def post_failure(self, exc: BaseException) -> None:
         """This rank failed: tell the others, and give rank 0 a moment to take the message before exiting."""
         try:
-            self.store.compare_set("failed", "", f"{self.world.label()} failed: {_one_line(exc)}")
+            code = 130 if isinstance(exc, KeyboardInterrupt) else getattr(exc, "exit_code", 1)
+            self.store.compare_set("failed", "", f"{code}\n{self.world.label()} failed: {_one_line(exc)}")
             if self.world.rank == 0:
                 return
             deadline = time.monotonic() + ACK_WAIT_S
