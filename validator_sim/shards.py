@@ -39,7 +39,8 @@ from typing import Any
 
 from discriminator.errors import KitError, UsageError, first_line
 from validator_sim.pixel_cache import PixelCache
-from validator_sim.run import BenchRequest, BenchResult, Shard, ShardReport, run_request
+from validator_sim.run import BenchRequest, BenchResult, run_request
+from validator_sim.shard_plan import Shard, ShardReport
 
 #: A rank whose heartbeat has not moved for this long, while another waits for it, is declared stalled.
 STALL_S = float(os.environ.get("KIT_SHARD_STALL_S", "900"))
@@ -74,7 +75,7 @@ class _Rank:
     child_logs: list[Path] = field(default_factory=list)
 
     def label(self, rank: int | None = None) -> str:
-        return f"shard {(self.rank if rank is None else rank) + 1}/{self.size}"
+        return Shard(self.rank if rank is None else rank, self.size).label()
 
 
 def bench(request: BenchRequest, on_progress: Callable[[int, int], None] | None = None,
@@ -118,13 +119,13 @@ def _launch(request: BenchRequest, on_progress: Callable[[int, int], None] | Non
                         [sys.executable, "-m", "validator_sim.shards", str(request_file)], env=env,
                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr))
                 world.child_logs.append(log)
-            result = _run_rank(request, on_progress, world, _local_store(world, "127.0.0.1", port))
-            for rank, child in enumerate(world.children, start=1):
-                if child.wait(timeout=ACK_WAIT_S) != 0:
-                    raise ShardFailed(f"{world.label(rank)} failed: {_last_line(world.child_logs[rank - 1], child)}")
-            return result
+            return _run_rank(request, on_progress, world, _local_store(world, "127.0.0.1", port))
         finally:
-            for child in world.children:
+            for child in world.children:  # they leave once their records are gathered, or once the run failed
+                try:
+                    child.wait(timeout=ACK_WAIT_S)
+                except subprocess.TimeoutExpired:
+                    pass
                 if child.poll() is None:
                     child.terminate()
                     try:
