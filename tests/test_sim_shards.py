@@ -211,3 +211,10 @@ def test_shards_under_torchrun_is_refused(tmp_path: Path, data: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "discriminator.cli.app", "bench", str(model), "--data", str(data),
                            "--shards", "2"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "drop --shards under torchrun" in done.stderr
+
+
+def test_shards_below_one_is_a_usage_error(tmp_path: Path, data: Path) -> None:
+    model = image_model(tmp_path / "m.onnx", 40, 48)
+    result = runner.invoke(app, ["bench", str(model), "--data", str(data), "--shards", "0", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "--shards must be at least 1" in result.output
+    assert not (tmp_path / "o").exists()
