@@ -12,6 +12,12 @@ def private_pixel_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["KIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("kit-cache"))
 
 
+@pytest.fixture(autouse=True)
+def no_python_left_selected(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test's `--python` (kept in the environment for the processes a bench starts) never reaches the next test."""
+    monkeypatch.delenv("KIT_BUNDLE_PYTHON", raising=False)
+
+
 @pytest.fixture(scope="session")
 def evaluator_runtime():
     """The evaluator's runtime (gasbench 0.11.1's pinned versions), made by `make test` before pytest starts."""

@@ -11,14 +11,26 @@ and the run goes on, or — where the profile's evaluator voids the run — stop
 unscorable; Ctrl-C stops the run and the reports of what was scored so far are still
 written, marked incomplete. The robustness pass and the comparison with another run
 follow the base pass.
+
+A sharded run (`BenchRequest.shard`, driven by `validator_sim.shards`) numbers the
+batches of the frozen plan as one process would cut them, and each process decodes
+and infers only its own (batch number mod process count). It records what happened
+to each batch (`BatchOutcome`) instead of scoring it; rank 0 gathers every process's
+outcomes and replays them in plan order through the same `_collect_batch` and
+`_record_inference` a single process runs, so the records, and every figure built
+from them, are those of a single-process run.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import queue
+import shutil
+import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
@@ -50,6 +62,7 @@ from validator_sim.preprocess import clip_to_tchw, image_to_chw
 from validator_sim.profiles import DEFAULT_PROFILE, Profile, get_profile
 from validator_sim.sample_feed import SampleFeed
 from validator_sim.scoring import ScoringOptions
+from validator_sim.shard_plan import BatchOutcome, Inference, Shard, ShardLink, ShardReport
 from validator_sim.session import ModelIO, ModelSession, OnnxSession, default_threads, open_bundle_session
 from validator_sim.timing import StageTimings
 
@@ -136,6 +149,10 @@ class RunState:
     robustness: dict[str, Any] | None = None
     #: Seconds per pipeline stage of the base pass (results["metrics"]["performance"]).
     timings: StageTimings = field(default_factory=StageTimings)
+    #: Cores this process may use (the machine's, shared out among the shards running on it).
+    cores: int = field(default_factory=default_threads)
+    #: This process's part of a sharded run (None: the whole plan).
+    shard: Shard | None = None
 
 
 class RunInvalidated(Exception):
@@ -213,8 +230,12 @@ _END = object()
 
 
 def _produce(plans: list[DatasetPlan], batch_size: int, pool: ThreadPoolExecutor, out: queue.Queue,
-             stop: threading.Event, prepare: Callable[[bytes | Path], Any]) -> None:
-    """Stream every chosen payload into decode jobs, one batch per queue item; ends with `_END`."""
+             stop: threading.Event, prepare: Callable[[bytes | Path], Any], shard: Shard | None) -> None:
+    """Stream every chosen payload into decode jobs, one numbered batch per queue item; ends with `_END`.
+
+    Batches are numbered over the whole plan as one process cuts them; a shard submits only its own and
+    passes over the others' payloads undecoded.
+    """
 
     def put(item: Any) -> bool:
         while not stop.is_set():
@@ -225,22 +246,30 @@ def _produce(plans: list[DatasetPlan], batch_size: int, pool: ThreadPoolExecutor
                 continue
         return False
 
+    number = 0  # of the batch being filled
+
+    def mine() -> bool:
+        return shard is None or shard.owns(number)
+
     try:
         for plan in plans:
             if plan.listing is None or not plan.indices:
                 continue
-            pending: list[tuple[str, Future]] = []
+            pending: list[tuple[str, Future | None]] = []
             try:
                 for key, payload in iter_payloads(plan.listing, plan.indices):
-                    pending.append((key, pool.submit(prepare, payload)))
+                    pending.append((key, pool.submit(prepare, payload) if mine() else None))
                     if len(pending) == batch_size:
-                        if not put((plan, pending)):
+                        if mine() and not put((number, plan, pending)):
                             return
-                        pending = []
+                        number, pending = number + 1, []
             except Exception as exc:  # a source damaged mid-read (zip, tar, pyarrow errors): report it, go on
-                put(("dataset-error", plan, str(exc) or type(exc).__name__))
-            if pending and not put((plan, pending)):
-                return
+                if mine():
+                    put(("dataset-error", number, plan, str(exc) or type(exc).__name__))
+            if pending:
+                if mine() and not put((number, plan, pending)):
+                    return
+                number += 1
     except BaseException as exc:  # handed to the main thread, which re-raises it
         put(("crash", exc))
     finally:
@@ -289,6 +318,8 @@ class BenchRequest:
     write: bool = True
     #: False: the PNG plots are left to the caller.
     plots: bool = True
+    #: This process's part of a sharded run (None: one process benches the whole plan).
+    shard: Shard | None = None
 
     @classmethod
     def of(cls, model_path: Path | str, datasets: list[Dataset], profile: Profile | str | None = None,
@@ -304,13 +335,18 @@ class BenchRequest:
 def run_bench(model_path: Path | str, datasets: list[Dataset], profile: Profile | str | None = None, *,
               on_progress: Callable[[int, int], None] | None = None, **options: Any) -> BenchResult:
     """`run_request` on `BenchRequest.of(model_path, datasets, profile, **options)`: the library's short form."""
-    return run_request(BenchRequest.of(model_path, datasets, profile, **options), on_progress)
+    result = run_request(BenchRequest.of(model_path, datasets, profile, **options), on_progress)
+    assert result is not None  # only a sharded request's other ranks get None
+    return result
 
 
-def run_request(request: BenchRequest, on_progress: Callable[[int, int], None] | None = None) -> BenchResult:
+def run_request(request: BenchRequest, on_progress: Callable[[int, int], None] | None = None,
+                link: ShardLink | None = None) -> BenchResult | None:
     """Score the requested model on the requested datasets exactly as the validator would, and write the reports.
 
     `on_progress(done, total)` is called after each batch (samples handled so far).
+    A request with a `shard` needs the `link` to its other processes; rank 0 returns the result of
+    the whole run, the other ranks None.
     `scoring` picks which sn34 reading is `sn34_score`; `shares` are the provenance shares; `rendered` reads
     `rendered/` datasets as real or as a fourth class; `robustness` N > 0 runs the robustness pass on N samples
     per dataset, blended with `aug_weight`. `compare` is an earlier run's results.json, or another model, benched
@@ -324,6 +360,8 @@ def run_request(request: BenchRequest, on_progress: Callable[[int, int], None] |
     get_mode(request.mode)  # an unknown mode is refused before the model loads
     if request.frame_rate is not None and not profile.frame_rate_stepping:
         raise UsageError(f"profile {profile.name} always takes consecutive frames", "drop --frame-rate, or use --profile current")
+    if (request.shard is None) != (link is None):
+        raise ValueError("a sharded request needs a ShardLink, and only a sharded one takes it")
     if request.seed < 0:
         raise UsageError(f"--seed must be 0 or more, got {request.seed}", "pass e.g. --seed 0")
     for name, value in (("--max-per-dataset", request.max_per_dataset), ("--batch-size", request.batch_size),
@@ -345,11 +383,13 @@ def run_request(request: BenchRequest, on_progress: Callable[[int, int], None] |
         raise InputError(f"--compare {compare} does not exist", "pass another run's results.json, or another model")
     other_records = load_run_records(compare) if compare is not None and is_results_path(compare) else None
     with ExitStack() as stack:
-        result = _run(request, profile, options, stack, on_progress)
+        result = _run(request, profile, options, stack, on_progress, link)
     if compare is not None and other_records is None:  # another model: bench it on the same samples, same rules
         other = run_request(replace(request, model_path=compare, profile=profile, robustness=0, aug_weight=0.2,
-                                    compare=None, out_dir=None, force=False, write=False))
-        other_records = other.records
+                                    compare=None, out_dir=None, force=False, write=False), link=link)
+        other_records = other.records if other is not None else None
+    if result is None:  # a shard other than rank 0: its records went to rank 0
+        return None
     if compare is not None and other_records is not None:
         attach_comparison(result, other_records, options, compare)
     return result
@@ -374,7 +414,9 @@ def attach_comparison(result: "BenchResult", other_records: list[dict[str, Any]]
     comparison["other_results"] = str(other_path)
     result.results["kit"]["compare"] = comparison
     if result.out_dir is not None:
-        (result.out_dir / RESULTS_NAME).write_text(to_strict_json(result.results) + "\n")
+        temp = result.out_dir / f".{RESULTS_NAME}.partial"
+        temp.write_text(to_strict_json(result.results) + "\n")
+        os.replace(temp, result.out_dir / RESULTS_NAME)
 
 
 def scoring_options(profile: Profile, scoring: str | None, shares: dict[str, float] | None,
@@ -431,14 +473,16 @@ def _only_modality(datasets: list[Dataset]) -> str:
 
 
 def _run(request: BenchRequest, profile: Profile, options: ScoringOptions, stack: ExitStack,
-         on_progress: Callable[[int, int], None] | None) -> BenchResult:
-    from validator_sim.reports import build_results, write_reports
+         on_progress: Callable[[int, int], None] | None, link: ShardLink | None) -> BenchResult | None:
+    from validator_sim.reports import build_results
 
     run_mode = get_mode(request.mode)
     datasets = list(request.datasets)
     started = datetime.now(timezone.utc)
     artifact = load_model_artifact(request.model_path, request.model_format, profile)
-    threads = request.threads or default_threads()
+    shard = request.shard
+    cores = max(1, default_threads() // (shard.local_count if shard else 1))
+    threads = request.threads or cores
     session, model_name = open_model(artifact, profile, threads, request.modality, datasets, stack)
     session_settings = session.settings
     model_io = session.io
@@ -465,7 +509,7 @@ def _run(request: BenchRequest, profile: Profile, options: ScoringOptions, stack
             continue
         plans.append(DatasetPlan(dataset, listing, choose_samples(listing, cap, request.seed)))
     target_dir = None
-    if request.write:  # only once every input has been checked, so a refused run leaves no empty folder
+    if request.write and (shard is None or shard.index == 0):  # only once every input has been checked, so a
         target_dir = prepare_out_dir(request.out_dir or default_out_dir(model_name, started), request.force)
 
     state = RunState(
@@ -474,27 +518,59 @@ def _run(request: BenchRequest, profile: Profile, options: ScoringOptions, stack
         batch_size=request.batch_size or profile.batch_size_for(model_io.modality),
         decode_workers=request.decode_workers, seed=request.seed, max_per_dataset=request.max_per_dataset,
         frame_rate=frame_rate, plans=plans, started_at=started, warnings=warnings, pixel_cache=request.pixel_cache,
-        scoring=options, rendered=request.rendered, model_format=artifact.format,
+        scoring=options, rendered=request.rendered, model_format=artifact.format, cores=cores, shard=shard,
     )
     for plan in plans:
         if plan.error:
             state.errors.append(f"{plan.dataset.name}: {plan.error}")
         elif not plan.indices:
             state.warnings.append(f"dataset {plan.dataset.name} has no {model_io.modality} samples")
-    _score(state, session, on_progress)
+    shards_summary = None
+    if link is None:
+        _score(state, session, on_progress, None)
+    else:
+        reports = link.gather(_score(state, session, on_progress, link))
+        if reports is None:
+            return None
+        shards_summary = replay_shards(state, reports)
     if request.robustness and state.completed and not state.invalidated:
         from validator_sim.robustness import run_robustness_pass
 
         state.robustness = run_robustness_pass(state, session, request.robustness, request.aug_weight)
     results = build_results(state)
     results["kit"].update(state.feed_report)
-    paths = write_reports(target_dir, results, state.records, request.plots) if target_dir else {}
+    if shards_summary is not None:
+        results["kit"]["shards"] = shards_summary
+    paths = publish_reports(target_dir, results, state.records, request.plots) if target_dir else {}
     return BenchResult(results=results, records=state.records, out_dir=target_dir, paths=paths)
 
 
-def _score(state: RunState, session: ModelSession, on_progress: Callable[[int, int], None] | None) -> None:
-    """Run the overlapped pipeline over every plan, filling `state`; Ctrl-C marks it incomplete."""
-    model_io, profile = state.model_io, state.profile
+def publish_reports(out_dir: Path, results: dict[str, Any], records: list[dict[str, Any]],
+                    plots: bool) -> dict[str, Path]:
+    """`write_reports` into a hidden folder inside `out_dir`, then each file renamed into place, results.json last:
+    an interruption or a failure while writing leaves no report that looks whole."""
+    from validator_sim.reports import write_reports
+
+    staging = Path(tempfile.mkdtemp(prefix=".writing-", dir=out_dir))
+    try:
+        written = write_reports(staging, results, records, plots)
+        paths = {}
+        for kind, path in sorted(written.items(), key=lambda item: item[0] == "results"):
+            paths[kind] = out_dir / path.name
+            os.replace(path, paths[kind])
+        return paths
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _score(state: RunState, session: ModelSession, on_progress: Callable[[int, int], None] | None,
+           link: ShardLink | None) -> ShardReport | None:
+    """Run the overlapped pipeline over every plan, filling `state`; Ctrl-C marks it incomplete.
+
+    In a shard (`link` given), the batches of this process's share are decoded and inferred but not
+    scored: their outcomes come back in a ShardReport for rank 0 to replay, and `state` is left as it was.
+    """
+    model_io, profile, shard = state.model_io, state.profile, state.shard
 
     def prepare(payload: bytes | Path) -> np.ndarray | DecodeError:
         # One FFmpeg thread per clip: the parallelism comes from the decode workers.
@@ -503,15 +579,23 @@ def _score(state: RunState, session: ModelSession, on_progress: Callable[[int, i
     total = sum(len(p.indices) for p in state.plans)
     done = 0
     failed_batches: dict[str, int] = {}
+    outcomes: list[BatchOutcome] = []
+    # A shard's own reading of its batches (which samples decoded, which datasets decord lost) decides what it
+    # sends to the model; rank 0's replay redoes that reading over every shard's batches, in plan order.
+    local = state if link is None else replace(state, skipped={}, lost_datasets={}, validator_treatment=[], errors=[],
+                                               timings=StageTimings())
     stop = threading.Event()
     batches: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
-    timings = state.timings
-    feed = SampleFeed(prepare, cores=default_threads(), decode_workers=state.decode_workers, cache=state.pixel_cache,
+    timings = local.timings
+    feed = SampleFeed(prepare, cores=state.cores, decode_workers=state.decode_workers, cache=state.pixel_cache,
                       timings=timings, recipe=pixel_recipe(prepare_sample, profile, model_io.modality, model_io.height, model_io.width,
                                           model_io.frames, state.frame_rate))
     pool = ThreadPoolExecutor(max_workers=feed.max_workers, thread_name_prefix="sim-decode")
     producer = threading.Thread(target=_produce, name="sim-producer", daemon=True,
-                                args=(state.plans, state.batch_size, pool, batches, stop, feed.prepare))
+                                args=(state.plans, state.batch_size, pool, batches, stop, feed.prepare, shard))
+    plan_index = {id(plan): i for i, plan in enumerate(state.plans)}
+    frontier: int | None = None  # the batch in hand, until it is finished
+    last_done: int | None = None  # the last batch of this shard's that was finished
     wall_start = time.perf_counter()
     producer.start()
     try:
@@ -523,25 +607,47 @@ def _score(state: RunState, session: ModelSession, on_progress: Callable[[int, i
             if item[0] == "crash":
                 raise item[1]
             if item[0] == "dataset-error":
-                _, plan, message = item
-                state.errors.append(f"{plan.dataset.name}: reading stopped early ({message})")
+                _, number, plan, message = item
+                outcome = BatchOutcome(number, plan_index[id(plan)], dataset_error=message)
+                if link is None:
+                    _apply_outcome(state, outcome, failed_batches)
+                else:
+                    outcomes.append(outcome)
                 continue
-            plan, pending = item
+            number, plan, pending = item
+            frontier = number
             with timings.measure("input_wait"):  # the batch's last decodes may still be running
                 prepared = [(key, future.result()) for key, future in pending]
             with timings.measure("batch_assembly"):
-                keys, arrays = _collect_batch(state, plan, prepared)
+                keys, arrays = _collect_batch(local, plan, prepared)
                 batch = np.stack(arrays) if arrays else None
+            inference = None
             if batch is not None:
-                inferred_s = state.inference_s
-                _infer_batch(state, session, plan, keys, batch, failed_batches)
-                feed.observe_inference(state.inference_s - inferred_s, len(arrays))
+                inference = _run_session(session, batch)
+                feed.observe_inference(inference.elapsed_s if inference.failure is None else 0.0, len(arrays))
+            if link is None:
+                if keys:
+                    assert inference is not None
+                    _record_inference(state, plan, keys, inference, failed_batches)
+            else:
+                marks = tuple((key, p.reason, p.shape if isinstance(p, DecordChannelClip) else None)
+                              if isinstance(p, DecodeError) else (key, None, None) for key, p in prepared)
+                outcomes.append(BatchOutcome(number, plan_index[id(plan)], marks, inference))
+                if inference is not None and inference.failure is not None and \
+                        profile.on_batch_failure[plan.dataset.modality] == "invalidate_run":
+                    frontier = None
+                    break  # rank 0's replay ends the run here: nothing after this batch counts
+            frontier, last_done = None, number
             done += len(pending)
+            shown = link.progress(done, total) if link is not None else done
             if on_progress:
-                on_progress(done, total)
+                on_progress(shown, total)
     except KeyboardInterrupt:
         state.completed = False
-        state.errors.append(f"interrupted after {done} of {total} samples: the results cover only those")
+        if link is None:
+            state.errors.append(f"interrupted after {done} of {total} samples: the results cover only those")
+        elif frontier is None:  # between batches: the next one of this shard's is the first it did not finish
+            frontier = last_done + shard.count if last_done is not None else shard.index  # type: ignore[union-attr]
     except RunInvalidated:
         state.errors.append(f"run stopped at the first inference failure: {state.invalidated}")
     finally:
@@ -552,6 +658,76 @@ def _score(state: RunState, session: ModelSession, on_progress: Callable[[int, i
         state.wall_s = time.perf_counter() - wall_start
         timings.observe("wall", state.wall_s)
         state.finished_at = datetime.now(timezone.utc)
+    if link is None:
+        _note_failed_batches(state, failed_batches)
+        return None
+    assert shard is not None
+    if state.completed:
+        frontier = None
+    digest = tuple((p.dataset.name, len(p.listing.keys) if p.listing else 0, len(p.indices),
+                    zlib.crc32(np.asarray(p.indices, dtype=np.int64).tobytes())) for p in state.plans)
+    return ShardReport(shard, outcomes, frontier, digest, timings.snapshot(), state.wall_s, done)
+
+
+def replay_shards(state: RunState, reports: list[ShardReport]) -> list[dict[str, Any]]:
+    """Rank 0: every shard's batch outcomes, in plan order, through the single-process reading and scoring.
+
+    Stops where the run stopped: at the first batch some interrupted shard did not finish (the run is then
+    incomplete, as an interrupted single process is), or at a failure that voids the run. Returns what
+    each shard did, for results["kit"]["shards"].
+    """
+    first = reports[0]
+    for report in reports[1:]:
+        if report.plan_digest != first.plan_digest:
+            theirs = ", ".join(f"{name} {chosen}/{available}" for name, available, chosen, _ in report.plan_digest)
+            raise InputError(f"{report.shard.label()} chose other samples than shard 1 ({theirs})",
+                             "every machine needs the same datasets at the paths given, and the same --seed")
+    frontiers = [r.frontier for r in reports if r.frontier is not None]
+    end = min(frontiers) if frontiers else None
+    state.completed = end is None
+    state.records, state.skipped, state.lost_datasets = [], {}, {}
+    state.timings = StageTimings()
+    failed_batches: dict[str, int] = {}
+    outcomes = sorted((o for r in reports for o in r.outcomes), key=lambda o: (o.number, o.dataset_error is None))
+    try:
+        for outcome in outcomes:
+            if end is not None and outcome.number >= end:
+                break
+            _apply_outcome(state, outcome, failed_batches)
+    except RunInvalidated:
+        state.errors.append(f"run stopped at the first inference failure: {state.invalidated}")
+    if end is not None:
+        handled = len(state.records) + sum(len(v) for v in state.skipped.values())
+        total = sum(len(p.indices) for p in state.plans)
+        state.errors.append(f"interrupted after {handled} of {total} samples: the results cover only those")
+    _note_failed_batches(state, failed_batches)
+    # Each shard's own stages (decoding, waiting, batch assembly) add up; the run took as long as its slowest shard.
+    state.wall_s = max(r.wall_s for r in reports)
+    for report in reports:
+        state.timings.absorb(report.timings, skip=("wall",))
+    state.timings.observe("wall", state.wall_s)
+    return [{"shard": r.shard.index, "of": r.shard.count, "samples": r.samples, "wall_seconds": r.wall_s,
+             "finished": r.frontier is None} for r in reports]
+
+
+def _apply_outcome(state: RunState, outcome: BatchOutcome, failed_batches: dict[str, int]) -> None:
+    """One numbered batch into `state`, exactly as the single-process loop takes it in."""
+    plan = state.plans[outcome.plan_index]
+    if outcome.dataset_error is not None:
+        state.errors.append(f"{plan.dataset.name}: reading stopped early ({outcome.dataset_error})")
+        return
+    prepared: list[tuple[str, Any]] = [
+        (key, None if reason is None else DecordChannelClip(shape) if shape is not None else DecodeError(reason))
+        for key, reason, shape in outcome.marks]
+    keys, _ = _collect_batch(state, plan, prepared)
+    if keys:
+        assert outcome.inference is not None, "a shard skipped a batch that the plan scores"
+        _record_inference(state, plan, keys, outcome.inference, failed_batches)
+
+
+def _note_failed_batches(state: RunState, failed_batches: dict[str, int]) -> None:
+    """What the era's evaluator did with the batches that failed, per dataset."""
+    profile = state.profile
     for name, count in failed_batches.items():
         dataset = next(p.dataset for p in state.plans if p.dataset.name == name)
         if profile.on_batch_failure[dataset.modality] == "invalidate_run":
@@ -610,38 +786,46 @@ def _frame_rate_for(profile: Profile, asked: float | None, model_rate: float | N
     return model_rate
 
 
-def _infer_batch(state: RunState, session: ModelSession, plan: DatasetPlan, keys: list[str], batch: np.ndarray,
-                 failed_batches: dict[str, int]) -> None:
-    """One session.run: scored rows on success; on failure error rows (and a count), or the end of the run."""
+def _run_session(session: ModelSession, batch: np.ndarray) -> Inference:
+    """One session.run, timed; a failure becomes its one line (onnxruntime and torch raise their own types)."""
+    started = time.perf_counter()
+    try:
+        logits = session.run(batch)
+    except Exception as exc:
+        message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        return Inference(None, message, time.perf_counter() - started)
+    return Inference(logits, None, time.perf_counter() - started)
+
+
+def _record_inference(state: RunState, plan: DatasetPlan, keys: list[str], inference: Inference,
+                      failed_batches: dict[str, int]) -> None:
+    """One batch's inference into records: scored rows on success; on failure error rows (and a count), or the end
+    of the run."""
     dataset = plan.dataset
     base = {"dataset": dataset.name, "media_type": dataset.media_type,
             "label": binary_label(dataset.media_type, state.rendered),
             "class_label": class_label(dataset.media_type, state.rendered)}
-    started = time.perf_counter()
-    try:
-        logits = session.run(batch)
-    except Exception as exc:  # onnxruntime and torch raise their own types for bad feeds and kernel failures
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    batch_ms = inference.elapsed_s * 1000
+    if inference.failure is not None:
+        message = inference.failure
         if dataset.name not in failed_batches:
             state.errors.append(f"{dataset.name}: session.run failed: {message}")
         failed_batches[dataset.name] = failed_batches.get(dataset.name, 0) + 1
         for key in keys:
             state.records.append({**base, "sample": key, "status": "error", "predicted": None, "probs": None,
                                   "p_ai": None, "correct": None, "class_probs": None, "inference_ms": None,
-                                  "batch_inference_ms": elapsed_ms, "error": message, "nan": False})
+                                  "batch_inference_ms": batch_ms, "error": message, "nan": False})
         if state.profile.on_batch_failure[dataset.modality] == "invalidate_run":
             state.invalidated = (f"inference failed on {dataset.name}/{keys[0]}"
                                  f"{f' (and {len(keys) - 1} more in its batch)' if len(keys) > 1 else ''}: {message}")
             raise RunInvalidated(state.invalidated)
         return
-    elapsed = time.perf_counter() - started
-    state.inference_s += elapsed
-    state.timings.observe("inference", elapsed)
-    batch_ms = elapsed * 1000
+    assert inference.logits is not None
+    state.inference_s += inference.elapsed_s
+    state.timings.observe("inference", inference.elapsed_s)
     per_sample_ms = batch_ms / len(keys)
     with state.timings.measure("scoring"):
-        for key, row in zip(keys, logits):
+        for key, row in zip(keys, inference.logits):
             state.records.append({**base, "sample": key, **score_row(row, state, base["label"], base["class_label"]),
                                   "inference_ms": per_sample_ms, "batch_inference_ms": batch_ms, "error": None})
 

@@ -159,13 +159,17 @@ def installed_evaluator_runtime() -> Runtime | None:
     return None
 
 
-_selected_python: str | None = None
+#: The interpreter --python chose, kept in the environment so that processes this one starts (`kit bench --shards`)
+#: run their bundles under it too.
+SELECTED_PYTHON_ENV = "KIT_BUNDLE_PYTHON"
 
 
 def select_python(python: str | None) -> None:
-    """Run every bundle of this process under `python` (the CLI's --python); None goes back to the default order."""
-    global _selected_python
-    if python is not None:
+    """Run every bundle of this process (and of those it starts) under `python` (the CLI's --python); None goes
+    back to the default order (the evaluator's runtime, else the kit's own Python)."""
+    if python is None:
+        os.environ.pop(SELECTED_PYTHON_ENV, None)
+    else:
         path = python if os.sep in python else shutil.which(python)
         example = "e.g. --python ~/venvs/gpu/bin/python"
         if not path or not Path(path).exists():
@@ -183,13 +187,14 @@ def select_python(python: str | None) -> None:
             raise RuntimeSetupError(f"--python {python} has no {', '.join(missing)}, which running a bundle needs",
                                     "pass a Python that has torch installed (your model's own venv), or leave --python "
                                     "out to use the evaluator's runtime")
-    _selected_python = python
+        os.environ[SELECTED_PYTHON_ENV] = python
 
 
 def current_runtime() -> Runtime:
     """The runtime a bundle run uses now: --python, else the evaluator runtime, else the kit's own Python."""
-    if _selected_python:
-        return Runtime("python", _selected_python)
+    selected = os.environ.get(SELECTED_PYTHON_ENV, "").strip()
+    if selected:
+        return Runtime("python", selected)
     return installed_evaluator_runtime() or Runtime("kit", sys.executable)
 
 

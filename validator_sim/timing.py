@@ -44,6 +44,17 @@ class StageTimings:
             entry["seconds"] += seconds
             entry["max_seconds"] = max(entry["max_seconds"], seconds)
 
+    def absorb(self, snapshot: dict[str, Any], skip: tuple[str, ...] = ()) -> None:
+        """Add another run's `snapshot()` (another process's share of a sharded run), but for the stages in `skip`."""
+        with self._lock:
+            for name, other in snapshot["stages"].items():
+                if name in skip or not other["calls"]:
+                    continue
+                entry = self._stages.setdefault(name, {"calls": 0, "seconds": 0.0, "max_seconds": 0.0})
+                entry["calls"] += other["calls"]
+                entry["seconds"] += other["seconds"]
+                entry["max_seconds"] = max(entry["max_seconds"], other["max_seconds"])
+
     def seconds(self, stage: str) -> float:
         with self._lock:
             return self._stages.get(stage, {}).get("seconds", 0.0)

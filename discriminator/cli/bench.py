@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -22,6 +23,9 @@ EXAMPLES = [
     ("kit bench new.zip --data data/ --profile current --compare results/king/results.json", "paired Δsn34 against another run, vs the +0.010 margin"),
     ("kit bench new.zip --data data/ --profile current --compare king.zip", "both models on the same samples in one run"),
     ("kit bench out/image/bundle --data data/ --plots", "also draw the PNG plots (reliability, confusion, accuracy, recall, latency)"),
+    ("kit bench video.zip --data data/ --mode full --shards 4", "four processes on this machine, one report (cores shared out among them)"),
+    ("torchrun --nproc_per_node 8 -m discriminator.cli.app bench video.zip --data data/ --mode full",
+     "one process per GPU; the same command on each machine with --nnodes/--node_rank/--rdzv_endpoint"),
 ]
 
 
@@ -153,6 +157,7 @@ def bench_command(
     modality: Optional[str] = typer.Option(None, "--modality", help="image or video, for a bundle whose manifest and datasets do not say."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default: results/<model>-<timestamp>/)."),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty --out folder."),
+    shards: Optional[int] = typer.Option(None, "--shards", help="Split the sample plan over N processes on this machine (each with cores ÷ N threads, and its own GPU when there are several); one report, the same figures as one process. Under torchrun leave it out: every rank takes a share."),
     plots: bool = typer.Option(False, "--plots/--no-plots", help="Also draw the PNG plots (reliability, confusion, accuracy, recall, latency) after the summary; off by default, as they add about a second."),
     python: Optional[str] = typer.Option(None, "--python", help=PYTHON_HELP),
 ) -> None:
@@ -161,7 +166,8 @@ def bench_command(
 
     from validator_sim.datasets import discover_datasets, load_datasets_yaml
     from validator_sim.pixel_cache import open_cache
-    from validator_sim.run import BenchRequest, raise_if_unusable, run_request
+    from validator_sim.run import BenchRequest, raise_if_unusable
+    from validator_sim.shards import bench
     from validator_sim.scoring import shares_from_cli
 
     use_python(python)
@@ -178,14 +184,16 @@ def bench_command(
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=True) as progress:
+    with Progress(*columns, console=err_console, transient=True, disable=os.environ.get("RANK", "0") != "0") as progress:
         task = progress.add_task("scoring", total=None, rate="")
 
         def on_progress(done: int, total: int) -> None:
             speed = progress.tasks[0].speed
             progress.update(task, completed=done, total=total, rate=f"{speed:.1f} samples/s" if speed else "")
 
-        result = run_request(request, on_progress)
+        result = bench(request, on_progress, shards)
+    if result is None:  # a torchrun rank other than 0: rank 0 reports
+        return
     _print_summary(result.results, result.out_dir, plots)
     if plots and result.out_dir is not None:  # drawn after the numbers are on screen
         from validator_sim.plots import write_plots
