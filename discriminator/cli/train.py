@@ -19,7 +19,7 @@ from discriminator.cli.common import (
     print_success,
 )
 from discriminator.errors import UsageError
-from validator_sim.profiles import DEFAULT_PROFILE
+from validator_sim.profiles import TRAIN_PROFILE
 
 if TYPE_CHECKING:  # discriminator.train imports torch: only the commands that train load it
     from discriminator.train.calibration import CalibrationReport
@@ -106,7 +106,7 @@ def train_command(
     frames: Optional[int] = typer.Option(None, "--frames", help="Frames per clip, as the validator sends them (video). Default 16."),
     native_frames: Optional[int] = typer.Option(None, "--native-frames", help="Frames the backbone looks at (video); the incoming clip is resampled to it. Default: the model's."),
     seed: int = typer.Option(0, "--seed", help="Seed for shuffling, augmentation and dropout."),
-    profile: str = typer.Option(DEFAULT_PROFILE, "--profile", help="Validator profile whose pixels and scoring to train for: current (multiclass) or onnx-2026-02 (binary)."),
+    profile: str = typer.Option(TRAIN_PROFILE, "--profile", help="Validator profile whose pixels and scoring to train for: current (today: 3 classes, epochs kept by multiclass sn34, T fitted so the 3-class Brier drops and the binary one does not rise) or onnx-2026-02 (binary)."),
     select_by: Optional[Scoring] = typer.Option(None, "--select-by", help="The sn34 that picks the epoch and the Brier the temperature fits: binary or multiclass. Default: the profile's."),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Fit a temperature on --val after training (on by default)."),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Random horizontal flips while fine-tuning."),
@@ -151,7 +151,7 @@ def calibrate_command(
     checkpoint: Path = typer.Argument(..., help="A `kit train` checkpoint folder."),
     data: Path = typer.Option(..., "--data", help="Validation split to fit the temperature on (<media_type>/<dataset>/… layout)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the recalibrated checkpoint here instead of in place."),
-    profile: str = typer.Option(DEFAULT_PROFILE, "--profile", help="Validator profile: its pixels, and its scoring's Brier is what T minimises."),
+    profile: str = typer.Option(TRAIN_PROFILE, "--profile", help="Validator profile: its pixels, and the Brier T minimises (current: the 3-class Brier without raising the binary one; onnx-2026-02: the binary Brier)."),
     select_by: Optional[Scoring] = typer.Option(None, "--select-by", help="Fit T for the binary or the multiclass Brier. Default: the profile's."),
     force: bool = typer.Option(False, "--force", "-f", help="Allow rewriting CHECKPOINT in place, or replacing a checkpoint in --out."),
 ) -> None:
