@@ -212,3 +212,16 @@ def test_from_bundle_refuses_options_the_bundle_decides(tmp_path):
     result = CliRunner().invoke(app, ["train", "image", "--from-bundle", str(tmp_path), "--data", str(tmp_path),
                                       "--val", str(tmp_path), "--height", "64"])
     assert result.exit_code != 0 and "--height cannot be combined with --from-bundle" in result.output
+
+
+def test_an_existing_output_is_kept_without_force_and_out_may_not_sit_in_the_original(tmp_path):
+    original = write_bundle(tmp_path / "theirs", "image", HARD_CODED_HEAD, "Net()", 24)
+    (tmp_path / "theirs-3class").mkdir()
+    (tmp_path / "theirs-3class" / "mine.txt").write_text("keep me")
+    result = CliRunner().invoke(app, ["train", "image", "--from-bundle", str(original), "--data", str(tmp_path),
+                                      "--val", str(tmp_path)])
+    assert result.exit_code != 0 and "already exists" in result.output
+    assert (tmp_path / "theirs-3class" / "mine.txt").read_text() == "keep me"
+    inside = CliRunner().invoke(app, ["train", "image", "--from-bundle", str(original), "--data", str(tmp_path),
+                                      "--val", str(tmp_path), "--out", str(original / "new")])
+    assert inside.exit_code != 0 and "inside it" in inside.output

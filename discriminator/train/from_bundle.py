@@ -264,14 +264,13 @@ def fold_temperature(model: nn.Module, head_name: str, temperature: float, check
 
 
 def _prepare_out(out: Path, bundle: Path, force: bool) -> None:
-    if out.resolve() == bundle.resolve():
-        raise UsageError("--out is the original bundle", "write the 3-class bundle to another folder (the original is never changed)")
+    if out.resolve() == bundle.resolve() or bundle.resolve() in out.resolve().parents:
+        raise UsageError("--out is the original bundle or inside it",
+                         "write the 3-class bundle to a folder outside it (the original is never changed)")
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} is a file, not a folder", "choose another --out")
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise OutputExistsError(out)
-        shutil.rmtree(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise OutputExistsError(out)
 
 
 def write_bundle(bundle: Path, out: Path, model: nn.Module, config: BundleConfig, names: list[str]) -> None:
@@ -395,9 +394,17 @@ def train_from_bundle(request: BundleTrainRequest, on_epoch: Callable[[int, floa
             calibration = None
     final = score_logits(val_logits.numpy(), val.media_labels, temperature, request.profile)
     names = _weight_names(bundle / config.weights_file)
-    write_bundle(bundle, out, model, config, names)
-    check = val.inputs[: min(4, len(val))]
-    diff = verify_in_fresh_process(out, request.modality, check, _logits(model, check))
+    staging = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:  # written and verified aside, then renamed into place: a failed verification leaves no bundle behind
+        write_bundle(bundle, staging, model, config, names)
+        check = val.inputs[: min(4, len(val))]
+        diff = verify_in_fresh_process(staging, request.modality, check, _logits(model, check))
+        if out.exists():
+            shutil.rmtree(out)  # empty, or replaced with --force (checked before any work)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     step(f"verified in a fresh process: max |Δlogit| {diff:.1e}")
     return BundleTrainResult(out=out, head=head_name, original_classes=width, kept_tensors=kept, new_tensors=new,
                              best_epoch=best_epoch, epochs=epochs, scoring=scoring, temperature=temperature,
