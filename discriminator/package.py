@@ -50,6 +50,11 @@ ZIP_COMPRESSION = zipfile.ZIP_DEFLATED
 ZIP_COMPRESSLEVEL = 6
 #: The subnet client's upload flag per modality.
 PUSH_FLAGS = {"image": "--image-model", "video": "--video-model"}
+#: What a push costs (current-contract §1): said beside the push line.
+PUSH_COST_NOTE = ("a registration's first counted submission is free; each further one burns 0.5 TAO of SN34 alpha "
+                  "(the client walks you through the burn; a failed upload or exam reuses the credit)")
+#: Where `kit bench` writes its reports by default; the last bench of a model is looked for here.
+BENCH_RESULTS_ROOT = Path("results")
 #: The zip's file name (without .zip) per format, unless --name says otherwise.
 ZIP_STEMS = {"onnx": "{modality}_detector", "bundle": "{modality}_bundle"}
 #: What a build folder holding both formats packages when --format is not given: what the network takes today.
@@ -381,3 +386,55 @@ def _ss58_checksum_ok(raw: bytes) -> bool:
         return False
     checksum = hashlib.blake2b(b"SS58PRE" + raw[:-2], digest_size=64).digest()[:2]
     return checksum == raw[-2:]
+
+
+@dataclass(frozen=True)
+class BenchExam:
+    """The entrance-exam verdict of the newest `kit bench` of a model, as its results.json states it."""
+
+    results_path: Path
+    finished_at: str
+    verdict: str
+    accuracy: float | None
+    interval: tuple[float, float] | None
+
+
+def _benched_this_model(model_path: str, packaged: list[Path]) -> bool:
+    benched = Path(model_path).resolve()
+    return any(benched == path or path in benched.parents or benched in path.parents for path in packaged)
+
+
+def _exam_of(results: dict[str, Any]) -> dict[str, Any] | None:
+    for holder in (results, results.get("results")):
+        exam = holder.get("exam") if isinstance(holder, dict) else None
+        if isinstance(exam, dict) and isinstance(exam.get("verdict"), str):
+            return exam
+    return None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def last_bench_exam(packaged: list[Path], model_format: str, root: Path = BENCH_RESULTS_ROOT) -> BenchExam | None:
+    """The exam verdict of the newest bench under `root` (`<run>/results.json`) whose model is one of `packaged`
+    (the input, its zip, or a folder inside or around them) in `model_format`; None when no such bench states one.
+    Unreadable or foreign results.json files are passed over."""
+    paths = [Path(p).resolve() for p in packaged]
+    found: list[BenchExam] = []
+    for results_path in sorted(Path(root).glob("*/results.json")) if Path(root).is_dir() else []:
+        try:
+            results = json.loads(results_path.read_text(encoding="utf-8"))
+            metadata, kit = results.get("metadata") or {}, results.get("kit") or {}
+            if kit.get("model_format") not in (None, model_format) or not _benched_this_model(str(metadata["model_path"]), paths):
+                continue
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            continue
+        exam = _exam_of(results)
+        if exam is None:
+            continue
+        interval = exam.get("interval")
+        bounds = (tuple(_number(v) for v in interval) if isinstance(interval, (list, tuple)) and len(interval) == 2 else None)
+        found.append(BenchExam(results_path, str(metadata.get("finished_at", "")), exam["verdict"], _number(exam.get("accuracy")),
+                               bounds if bounds and None not in bounds else None))
+    return max(found, key=lambda exam: exam.finished_at) if found else None

@@ -16,7 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from discriminator.cli.app import app
-from discriminator.demo_data import DATASETS, generate_demo_data
+from discriminator.demo_data import DATASETS, content, generate_demo_data
 from discriminator.demo_data.generate import MEDIA_TYPES, SPLITS, SampleJob, make_sample
 from discriminator.errors import OutputExistsError, UsageError
 from validator_sim.datasets import discover_datasets, iter_payloads, list_samples, load_datasets_yaml
@@ -204,3 +204,16 @@ def test_ctrl_c_leaves_a_marked_partial_split_and_the_demo_does_not_reuse_it(tmp
     monkeypatch.setattr(generate, "write_dataset", real_write)
     generate_demo_data(out, seed=0, size="tiny", modality="image", force=True, show_progress=False)
     assert is_complete(out) and not (out / INCOMPLETE_MARKER).exists()
+
+
+@pytest.mark.parametrize("height, width", [(224, 448), (448, 224), (240, 426), (300, 300), (107, 214), (16, 16)])
+def test_the_semisynthetic_patch_and_real_pixels_both_reach_the_validators_crop(height, width):
+    """A patch that filled the centre crop would make a semisynthetic sample a synthetic one to any detector."""
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        mask = content.pasted_region(rng, height, width)[..., 0]
+        crop = mask[top : top + side, left : left + side] > 0.5
+        assert 0.15 <= crop.mean() <= 0.6, f"{crop.mean():.2f} of the {side}×{side} crop is generated"
+        assert (mask > 0.5).sum() == crop.sum(), "the patch reaches outside the crop, where the validator never looks"

@@ -92,3 +92,37 @@ def test_the_zip_is_never_written_into_the_bundle_it_packages(tmp_path):
     result = package_cli(str(folder), "--out", str(folder))
     assert result.exit_code == 2 and "bundle folder itself" in result.stderr
     assert sorted(p.name for p in folder.iterdir()) == BUNDLE_FILES
+
+
+def write_bench(root, run: str, model_path, finished_at: str, exam=None, fmt: str = "bundle", raw: str | None = None):
+    """A results.json as `kit bench` writes it (the parts `kit package` reads), with or without an exam verdict."""
+    folder = root / "results" / run
+    folder.mkdir(parents=True)
+    document = {"metadata": {"model_path": str(model_path), "finished_at": finished_at}, "kit": {"model_format": fmt},
+                "results": {"accuracy": 0.5}}
+    if exam is not None:
+        document["exam"] = exam
+    (folder / "results.json").write_text(raw if raw is not None else json.dumps(document))
+
+
+def test_package_prints_one_push_line_the_cost_and_the_last_bench_exam_of_this_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = make_bundle(tmp_path / "my_bundle")
+    first = package_cli(str(folder), "--out", str(tmp_path / "zips"))
+    assert first.exit_code == 0, first.output
+    text = " ".join(first.output.split())
+    assert text.count("gascli d push") == 1 and "--video-model" not in text and "--image-model" in text
+    assert "first counted submission is free" in text and "0.5 TAO" in text
+    assert "no `kit bench` of this model with an exam verdict" in text
+
+    write_bench(tmp_path, "old", folder, "2026-12-01T10:00:00", {"verdict": "fail", "accuracy": 0.61, "interval": [0.5, 0.7]})
+    write_bench(tmp_path, "new", folder, "2026-12-02T10:00:00", {"verdict": "at risk", "accuracy": 0.81, "interval": [0.74, 0.88]})
+    write_bench(tmp_path, "other-model", tmp_path / "someone_else", "2026-12-03T10:00:00", {"verdict": "pass", "accuracy": 0.99})
+    write_bench(tmp_path, "onnx-twin", folder, "2026-12-04T10:00:00", {"verdict": "pass", "accuracy": 0.95}, fmt="onnx")
+    write_bench(tmp_path, "broken", folder, "", raw="{not json")
+    write_bench(tmp_path, "odd-exam", folder, "2026-12-05T10:00:00", {"verdict": 3, "interval": "wide"})
+    again = package_cli(str(folder), "--out", str(tmp_path / "zips"), "--force")
+    assert again.exit_code == 0, again.output
+    text = " ".join(again.output.split())
+    assert "at risk, 3-class accuracy 0.810 [0.740, 0.880]" in text and "results/new/results.json" in text
+

@@ -13,7 +13,7 @@ from discriminator.build import BuildRequest, build_detector
 from discriminator.errors import OutputExistsError, UsageError
 from discriminator.sources.checkpoint import read_checkpoint, write_checkpoint
 from discriminator.train import calibrate_checkpoint, fit_temperature, score_logits
-from discriminator.train.calibration import expected_calibration_error, p_ai
+from discriminator.train.calibration import calibrate_logits, expected_calibration_error, p_ai
 from discriminator.train.data import load_split
 from tests.train_helpers import ColourScore, write_colour_split
 
@@ -135,3 +135,20 @@ def test_a_two_logit_head_is_zero_padded_for_the_three_class_scoring():
     p = 1 / (1 + np.exp(-3.0))
     expected = np.mean([(p - 1) ** 2 + (1 - p) ** 2, (1 - p) ** 2 + (p - 1) ** 2, (1 - p) ** 2 + p ** 2 + 1, (1 - p) ** 2 + p ** 2 + 1])
     assert card.multiclass_brier == pytest.approx(expected, abs=1e-6)
+
+
+def test_todays_temperature_lowers_the_three_class_brier_without_raising_the_binary_one():
+    rng = np.random.default_rng(11)
+    labels = rng.integers(0, 3, 400)
+    # Real vs AI is nearly always right and sure; synthetic vs semisynthetic is a coin toss, just as sure.
+    guessed = np.where(labels == 0, 0, np.where(rng.random(400) < 0.6, labels, 3 - labels))
+    guessed = np.where(rng.random(400) < 0.04, rng.integers(0, 3, 400), guessed)
+    logits = (np.eye(3)[guessed] * 9.0 + rng.normal(0, 0.3, (400, 3))).astype(np.float32)
+    report = calibrate_logits(logits, labels, 1.0, "current")
+    assert report.scoring == "multiclass"
+    assert report.after.multiclass_brier < report.before.multiclass_brier
+    assert report.after.brier <= report.before.brier + 1e-9
+    # The unconstrained 3-class fit softens further and pays for it in the binary Brier; the joint fit does not.
+    free = score_logits(logits, labels, fit_temperature(logits, labels, "multiclass"))
+    assert free.brier > report.before.brier
+    assert report.after.multiclass_brier >= free.multiclass_brier - 1e-9

@@ -36,7 +36,11 @@ def test_train_then_calibrate_then_refuse_to_overwrite(tmp_path, splits):
     assert result.exit_code == 0, result.output
     assert f"checkpoint {out}" in result.output and "Brier" in result.output and f"kit build image --model {out}" in result.output
     assert read_checkpoint(out)["source_options"] == {"channels": [4, 8]}
-    assert "of 1 by binary sn34" in result.output  # --epochs 1: "best epoch 1 of 1", never "of 2"
+    # Today's objective by default: --epochs 1 gives "of 1" (never "of 2"), kept by the multiclass sn34,
+    # and the calibration table shows both readings before and after.
+    assert "of 1 by multiclass sn34" in result.output and "temperature fitted for the multiclass Brier" in result.output
+    assert "3-class Brier" in result.output and "binary Brier" in result.output
+    assert read_checkpoint(out)["training"]["profile"] == "current"
 
     again = runner.invoke(app, args)
     assert "already exists" in one_line_error(again) and again.exit_code == 1
@@ -46,6 +50,7 @@ def test_train_then_calibrate_then_refuse_to_overwrite(tmp_path, splits):
     calibrated = runner.invoke(app, ["calibrate", str(out), "--data", str(val_dir), "--out", str(tmp_path / "recal")])
     assert calibrated.exit_code == 0, calibrated.output
     assert "before" in calibrated.output and "after" in calibrated.output and "3-class sn34" in calibrated.output
+    assert "current pixels, temperature fitted for the multiclass Brier" in " ".join(calibrated.output.split())
     assert read_checkpoint(tmp_path / "recal")["spec"]["temperature"] > 0
 
 

@@ -41,7 +41,8 @@ COMMANDS = documented_commands()
 
 def test_the_docs_show_every_route():
     shown = " ".join(" ".join(args) for _, args in COMMANDS)
-    for flag in ("--mode probe", "--task classify", "--train-last", "--classes real,ai", "--native-frames", "--profile current"):
+    for flag in ("--mode probe", "--task classify", "--train-last", "--classes real,ai", "--native-frames", "--profile onnx-2026-02",
+                 "--from-bundle"):
         assert flag in shown, flag
     assert any("torchrun" in (DOCS / n).read_text() for n in ("training.md", "bring-your-own-detector.md"))
 

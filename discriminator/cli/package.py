@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -36,7 +37,7 @@ def package_command(
     from discriminator.check import BUNDLE_RULES, RULES
     from discriminator.check.bundle_context import BundleRunOptions
     from discriminator.check.report import print_report
-    from discriminator.package import CheckFailedError, package_submission
+    from discriminator.package import PUSH_COST_NOTE, CheckFailedError, last_bench_exam, package_submission
 
     try:
         with rule_progress(max(len(RULES), len(BUNDLE_RULES))) as on_rule:
@@ -60,6 +61,17 @@ def package_command(
         console.print(f"ONNX era    {result.push_command} (refused by today's network)")
     else:
         console.print(f"push with   {result.push_command}")
+        console.print(f"cost        {PUSH_COST_NOTE}")
+        exam = last_bench_exam([Path(path), result.zip_path], result.format)
+        if exam is None:
+            console.print("exam        no `kit bench` of this model with an exam verdict under results/: bench it first "
+                          f"(`kit bench {path} --data <your test split> --mode small`, the exam's sample size)")
+        else:
+            accuracy = f", 3-class accuracy {exam.accuracy:.3f}" if exam.accuracy is not None else ""
+            interval = f" [{exam.interval[0]:.3f}, {exam.interval[1]:.3f}]" if exam.interval else ""
+            colour = {"pass": "green", "at risk": "yellow", "fail": "red"}.get(exam.verdict, "white")
+            console.print(f"exam        [{colour}]{exam.verdict}[/]{accuracy}{interval} (entrance exam: ≥ 0.80; "
+                          f"last bench of this model, {exam.results_path})")
 
 
 def register(app: typer.Typer) -> None:

@@ -19,7 +19,7 @@ from discriminator.cli.common import (
     print_success,
 )
 from discriminator.errors import UsageError
-from validator_sim.profiles import DEFAULT_PROFILE
+from validator_sim.profiles import TRAIN_PROFILE
 
 if TYPE_CHECKING:  # discriminator.train imports torch: only the commands that train load it
     from discriminator.train.calibration import CalibrationReport
@@ -37,6 +37,8 @@ TRAIN_EXAMPLES = [
      "one process per GPU (DDP); rank 0 validates and writes the checkpoint"),
     ("kit train video --data d/train --val d/val --model runs/video --epochs 5 --lr 5e-4 --out runs/video2",
      "continue from an earlier checkpoint"),
+    ("kit train video --from-bundle their_bundle/ --data d/train --val d/val --mode probe",
+     "give anyone's 2-class bundle a 3-class head through its own load_model → their_bundle-3class/"),
     ("kit build video --model runs/video", "then export the checkpoint (its size, frames and temperature come with it)"),
 ]
 CALIBRATE_EXAMPLES = [
@@ -106,15 +108,28 @@ def train_command(
     frames: Optional[int] = typer.Option(None, "--frames", help="Frames per clip, as the validator sends them (video). Default 16."),
     native_frames: Optional[int] = typer.Option(None, "--native-frames", help="Frames the backbone looks at (video); the incoming clip is resampled to it. Default: the model's."),
     seed: int = typer.Option(0, "--seed", help="Seed for shuffling, augmentation and dropout."),
-    profile: str = typer.Option(DEFAULT_PROFILE, "--profile", help="Validator profile whose pixels and scoring to train for: current (multiclass) or onnx-2026-02 (binary)."),
+    profile: str = typer.Option(TRAIN_PROFILE, "--profile", help="Validator profile whose pixels and scoring to train for: current (today: 3 classes, epochs kept by multiclass sn34, T fitted so the 3-class Brier drops and the binary one does not rise) or onnx-2026-02 (binary)."),
     select_by: Optional[Scoring] = typer.Option(None, "--select-by", help="The sn34 that picks the epoch and the Brier the temperature fits: binary or multiclass. Default: the profile's."),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Fit a temperature on --val after training (on by default)."),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Random horizontal flips while fine-tuning."),
     ema: bool = typer.Option(True, "--ema/--no-ema", help="Validate and keep a moving average of the weights (fine-tuning)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Checkpoint folder. Default runs/<modality>/."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Checkpoint folder. Default runs/<modality>/ (with --from-bundle: <bundle>-3class/ beside it)."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace an existing checkpoint in --out."),
+    from_bundle: Optional[Path] = typer.Option(None, "--from-bundle", help="Start from any bundle (model_config.yaml + model.py + weights): its own load_model builds it with a 3-wide head, every weight whose shape still matches is kept, and a new 3-class bundle is written beside it (--mode probe: the new head only)."),
 ) -> None:
     """Train or fine-tune a detector on local data with the validator's own pixels; keep the best epoch; calibrate."""
+    if from_bundle is not None:
+        given = [flag for flag, value in (("--model", model), ("--model-option", model_option), ("--task", task != Task.auto),
+                                          ("--train-last", train_last), ("--classes", classes), ("--height", height),
+                                          ("--width", width), ("--frames", frames), ("--native-frames", native_frames),
+                                          ("--select-by", select_by)) if value]
+        if given:
+            raise UsageError(f"{', '.join(given)} cannot be combined with --from-bundle: the bundle's model.py and "
+                             "model_config.yaml decide the model, its size and frames, and the head is 3 classes",
+                             "drop them, or train a kit source with --model instead")
+        _train_from_bundle(modality.value, from_bundle, data, val, mode.value, epochs, batch_size, lr, seed, out, force,
+                           calibrate, profile)
+        return
     from discriminator.train import TrainRequest, train_detector
 
     request = TrainRequest(
@@ -146,12 +161,36 @@ def train_command(
     console.print(f"  next: kit build {result.spec.modality} --model {result.checkpoint}")
 
 
+def _train_from_bundle(modality: str, bundle: Path, data: Path, val: Path, mode: str, epochs: int | None,
+                       batch_size: int | None, lr: float | None, seed: int, out: Path | None, force: bool,
+                       calibrate: bool, profile: str) -> None:
+    from discriminator.train.from_bundle import BundleTrainRequest, train_from_bundle
+
+    def on_epoch(epoch: int, train_loss: float | None, card) -> None:
+        loss = "  —   " if train_loss is None else f"{train_loss:.4f}"
+        err_console.print(f"  epoch {epoch:>3}  train loss {loss}  3-class acc {card.multiclass_accuracy:.4f}  "
+                          f"3-class sn34 {card.multiclass_sn34:.4f}  binary sn34 {card.sn34:.4f}")
+
+    result = train_from_bundle(BundleTrainRequest(modality=modality, bundle=bundle, data=data, val=val, mode=mode, epochs=epochs,
+                                                  learning_rate=lr, batch_size=batch_size, seed=seed, out=out, force=force,
+                                                  calibrate=calibrate, profile=profile),
+                               on_epoch=on_epoch, on_step=lambda message: err_console.print(f"  · {message}"))
+    if result.calibration:
+        console.print(calibration_table(result.calibration, f"validation, {profile} pixels, temperature fitted for the "
+                                                            f"{result.scoring} Brier and folded into {result.head}"))
+    print_success(f"3-class bundle {result.out} (head {result.head}: {result.original_classes} → 3; best epoch {result.best_epoch} "
+                  f"of {result.epochs} by {result.scoring} sn34; val 3-class accuracy {result.val_multiclass_accuracy:.4f}, "
+                  f"sn34 multiclass {result.val_multiclass_sn34:.4f}, binary {result.val_sn34:.4f}; T = {result.temperature:.3f}; "
+                  f"verified in a fresh process) in {result.seconds:.0f} s")
+    console.print(f"  next: kit check {result.out} --modality {modality}")
+
+
 @kit_command
 def calibrate_command(
     checkpoint: Path = typer.Argument(..., help="A `kit train` checkpoint folder."),
     data: Path = typer.Option(..., "--data", help="Validation split to fit the temperature on (<media_type>/<dataset>/… layout)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the recalibrated checkpoint here instead of in place."),
-    profile: str = typer.Option(DEFAULT_PROFILE, "--profile", help="Validator profile: its pixels, and its scoring's Brier is what T minimises."),
+    profile: str = typer.Option(TRAIN_PROFILE, "--profile", help="Validator profile: its pixels, and the Brier T minimises (current: the 3-class Brier without raising the binary one; onnx-2026-02: the binary Brier)."),
     select_by: Optional[Scoring] = typer.Option(None, "--select-by", help="Fit T for the binary or the multiclass Brier. Default: the profile's."),
     force: bool = typer.Option(False, "--force", "-f", help="Allow rewriting CHECKPOINT in place, or replacing a checkpoint in --out."),
 ) -> None:

@@ -11,8 +11,11 @@ until `to_uint8`; clips are lists of such frames.
   a transposed-convolution upsampler, fixed to the pixel grid; in clips the trace
   and the overall gain flicker from frame to frame.
 * **semisynthetic** — a real picture with a generated patch (another scene with
-  the synthetic trace) pasted over 30–60 % of its area, near the centre so that
-  the validator's centre crop keeps it.
+  the synthetic trace) pasted over 25–50 % of its central square, the part the
+  validator's centre crop keeps: every crop holds both the patch and real
+  surroundings. (Data version 2 drew the patch over 30–60 % of the whole picture;
+  on wide media it could fill the crop, leaving a semisynthetic sample that no
+  detector can tell from a synthetic one.)
 
 The trace's period and amplitude are drawn per sample (see `TRACE`), and its mean
 is zero, so brightness and file size do not give the class away; a local look at
@@ -40,7 +43,7 @@ class TraceRanges:
     clip_periods: tuple[int, ...]  # synthetic clips: tile period in source pixels (latent-VAE-like 8–16 px grids)
     tile_amplitude: tuple[float, float]  # synthetic: tile standard deviation, grey levels
     flicker_gain: tuple[float, float]  # synthetic clips: std of the per-frame gain
-    pasted_area: tuple[float, float]  # semisynthetic: share of the picture that is generated
+    pasted_area: tuple[float, float]  # semisynthetic: share of the central square that is generated
 
 
 TRACE = TraceRanges(
@@ -50,7 +53,7 @@ TRACE = TraceRanges(
     clip_periods=(8, 12, 16),
     tile_amplitude=(10.0, 16.0),
     flicker_gain=(0.03, 0.06),
-    pasted_area=(0.30, 0.60),
+    pasted_area=(0.25, 0.50),
 )
 
 
@@ -125,13 +128,18 @@ def add_generator_trace(smooth: Frame, pattern: np.ndarray, amplitude: float, ga
 
 
 def pasted_region(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A feathered rectangular mask (1 inside) over 30–60 % of the picture, near its centre."""
+    """A feathered rectangular mask (1 inside) over 25–50 % of the central min(H, W) square, inside it.
+
+    The validator crops that square (then resizes), so the patch always reaches the
+    detector together with real pixels around it."""
+    side = min(height, width)
     share = rng.uniform(*TRACE.pasted_area)
     aspect = rng.uniform(0.7, 1.4)
-    region_h = int(min(height, round(np.sqrt(share * height * width / aspect))))
-    region_w = int(min(width, round(share * height * width / max(region_h, 1))))
-    top = int(np.clip((height - region_h) / 2 + rng.normal(0, 0.08) * height, 0, height - region_h))
-    left = int(np.clip((width - region_w) / 2 + rng.normal(0, 0.08) * width, 0, width - region_w))
+    region_h = int(min(side, round(side * np.sqrt(share / aspect))))
+    region_w = int(min(side, round(share * side * side / max(region_h, 1))))
+    square_top, square_left = (height - side) // 2, (width - side) // 2
+    top = square_top + int(np.clip((side - region_h) / 2 + rng.normal(0, 0.08) * side, 0, side - region_h))
+    left = square_left + int(np.clip((side - region_w) / 2 + rng.normal(0, 0.08) * side, 0, side - region_w))
     mask = np.zeros((height, width), np.float32)
     mask[top : top + region_h, left : left + region_w] = 1.0
     return cv2.GaussianBlur(mask, (0, 0), 1.5)[..., None]

@@ -39,7 +39,7 @@ from discriminator.errors import OutputExistsError, UsageError
 
 SPLITS = ("train", "val", "test")
 #: Bumped when the same seed and size would give different samples; a demo reuses only data of this version.
-DATA_VERSION = 2
+DATA_VERSION = 3
 #: Written first and removed last: its presence says a run was stopped and the splits are partial.
 INCOMPLETE_MARKER = "INCOMPLETE"
 MEDIA_TYPES = ("real", "synthetic", "semisynthetic")
@@ -402,7 +402,7 @@ def readme_text(summary: DemoDataSummary) -> str:
         "",
         "Generated media, not real photos or videos: 'real' = smooth scenes with sensor noise,",
         "'synthetic' = the same scenes over-smoothed with a periodic generator trace (and flicker in clips),",
-        "'semisynthetic' = real media with a generated patch over 30-60% of the area.",
+        "'semisynthetic' = real media with a generated patch over 25-50% of the central square (the validator's crop).",
         "",
         f"{'split':<6} {'modality':<9} {'real':>6} {'synthetic':>10} {'semisynthetic':>14}",
     ]

@@ -15,10 +15,12 @@ Two scorings, as the network uses them (../shared/docs/current-contract.md §5):
 
 Both are computed by `validator_sim.metrics` (`score_samples`), the functions `kit bench` scores with.
 
-`fit_temperature` minimises the Brier of the scoring asked for (the profile's own:
-multiclass under `current`, binary under `onnx-2026-02`), not a proxy such as the
-NLL, because that Brier is the number sn34 reads. The search is a golden-section
-search over log T on [1/50, 50]; T = 1 is kept unless the search beats it. The
+`fit_temperature` minimises the Brier of the scoring asked for, not a proxy such as
+the NLL, because that Brier is the number sn34 reads. Calibrating for today's
+rounds (`current`, multiclass) uses `fit_joint_temperature`: the lowest 3-class
+Brier among temperatures that leave the binary Brier no higher than it was, since a
+round may read either sn34. The ONNX era (`onnx-2026-02`) fits the binary Brier.
+The searches run over log T on [1/50, 50]; T = 1 is kept unless they beat it. The
 fitted T is stored in the checkpoint's spec and divided into the logits inside the
 exported graph. Reported before and after: accuracy, MCC, Brier, cross-entropy,
 ECE (10 equal-width bins of p(AI)) and sn34 under both scorings.
@@ -194,12 +196,55 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, scoring: str = "bina
     return math.exp(best) if brier_at(best) < brier_at(0.0) else 1.0
 
 
+#: Points of the log T grid `fit_joint_temperature` scans before refining the best one.
+JOINT_GRID_POINTS = 2001
+
+
+def fit_joint_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The T > 0 with the lowest 3-class Brier among those whose binary Brier is no higher than at T = 1.
+
+    Today's rounds may read either sn34 (current-contract §5), so the multiclass fit must not buy its
+    Brier with the binary one. Both Briers are scanned on a grid of log T over [1/50, 50], the best
+    feasible grid point is refined by a golden-section search between its neighbours (kept only while
+    the binary bound holds), and T = 1 stays unless it is beaten.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if logits.ndim != 2 or logits.shape[1] < 2:
+        raise ValueError(f"temperature scaling needs [N, K ≥ 2] logits, got shape {logits.shape}")
+    if labels.size == 0 or not np.all(np.isfinite(logits)):
+        return 1.0
+    binary_bound = _brier_at(logits, labels, 0.0, "binary") + 1e-12
+    grid = np.linspace(-LOG_T_LIMIT, LOG_T_LIMIT, JOINT_GRID_POINTS)
+    feasible = [(_brier_at(logits, labels, g, "multiclass"), g) for g in grid
+                if _brier_at(logits, labels, g, "binary") <= binary_bound]
+    if not feasible:
+        return 1.0
+    best_brier, best = min(feasible)
+    step = grid[1] - grid[0]
+    low, high = best - step, best + step
+    for _ in range(SEARCH_ITERATIONS // 2):
+        a, b = high - GOLDEN * (high - low), low + GOLDEN * (high - low)
+        if _brier_at(logits, labels, a, "multiclass") <= _brier_at(logits, labels, b, "multiclass"):
+            high = b
+        else:
+            low = a
+    refined = (low + high) / 2
+    if (_brier_at(logits, labels, refined, "multiclass") < best_brier
+            and _brier_at(logits, labels, refined, "binary") <= binary_bound):
+        best, best_brier = refined, _brier_at(logits, labels, refined, "multiclass")
+    return math.exp(best) if best_brier < _brier_at(logits, labels, 0.0, "multiclass") else 1.0
+
+
 def calibrate_logits(logits: np.ndarray, labels: np.ndarray, current_temperature: float = 1.0,
                      profile: Profile | str = DEFAULT_PROFILE, scoring: str | None = None) -> CalibrationReport:
     """Fit T on raw (T = 1) logits for `scoring` (default: the profile's); report both scorings at
-    `current_temperature` and at the fitted T."""
+    `current_temperature` and at the fitted T.
+
+    `binary` minimises the binary Brier; `multiclass` is `fit_joint_temperature`: the 3-class Brier
+    goes down and the binary Brier does not go up."""
     scoring = scoring or profile_scoring(profile)
-    temperature = fit_temperature(logits, labels, scoring)
+    temperature = fit_joint_temperature(logits, labels) if scoring == "multiclass" else fit_temperature(logits, labels, scoring)
     return CalibrationReport(
         temperature=temperature,
         before=score_logits(logits, labels, current_temperature, profile),

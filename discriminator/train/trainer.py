@@ -64,7 +64,7 @@ from discriminator.train.calibration import SCORINGS, CalibrationReport, ScoreCa
 from discriminator.train.data import LoadedSplit, check_media_type_folders, load_split, require_both_classes
 from discriminator.wrapper import Backbone, Detector
 from validator_sim.bundle_runtime import keep_freed_memory
-from validator_sim.profiles import DEFAULT_PROFILE, get_profile
+from validator_sim.profiles import TRAIN_PROFILE, get_profile
 
 MODES = ("finetune", "probe")
 TASKS = ("auto", "classify")
@@ -116,7 +116,7 @@ class TrainRequest:
     augment: bool = True
     #: Passed to the source factory, e.g. {"channels": [8, 16, 32, 64]} for the examples.
     source_options: dict[str, Any] = field(default_factory=dict)
-    profile: str = DEFAULT_PROFILE
+    profile: str = TRAIN_PROFILE
     show_progress: bool = True
     #: "classify" gives a base (headless) Hugging Face model a linear head on its pooled embedding.
     task: str = "auto"
@@ -711,7 +711,7 @@ _CHECKPOINT_OWN_KEYS = ("source", "modality", "source_options", "spec", "weights
 
 
 def calibrate_checkpoint(checkpoint: Path, val: Path, out: Path | None = None, force: bool = False,
-                         profile: str = DEFAULT_PROFILE, show_progress: bool = True,
+                         profile: str = TRAIN_PROFILE, show_progress: bool = True,
                          scoring: str | None = None) -> CheckpointCalibration:
     """Refit a checkpoint's temperature on `val` for `scoring`'s Brier (default: the profile's); rewrite it in
     place (needs `force`) or write a copy to `out`."""
