@@ -405,7 +405,7 @@ def _benched_this_model(model_path: str, packaged: list[Path]) -> bool:
 
 
 def _exam_of(results: dict[str, Any]) -> dict[str, Any] | None:
-    for holder in (results, results.get("results")):
+    for holder in (results.get("kit"), results, results.get("results")):
         exam = holder.get("exam") if isinstance(holder, dict) else None
         if isinstance(exam, dict) and isinstance(exam.get("verdict"), str):
             return exam
@@ -433,7 +433,7 @@ def last_bench_exam(packaged: list[Path], model_format: str, root: Path = BENCH_
         exam = _exam_of(results)
         if exam is None:
             continue
-        interval = exam.get("interval")
+        interval = exam.get("interval_95", exam.get("interval"))
         bounds = (tuple(_number(v) for v in interval) if isinstance(interval, (list, tuple)) and len(interval) == 2 else None)
         found.append(BenchExam(results_path, str(metadata.get("finished_at", "")), exam["verdict"], _number(exam.get("accuracy")),
                                bounds if bounds and None not in bounds else None))

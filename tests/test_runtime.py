@@ -210,3 +210,9 @@ def test_kit_bench_runs_a_bundle_in_the_evaluator_runtime_and_results_json_carri
     assert session["bundle_runtime"]["kind"] == "evaluator" and session["bundle_runtime"]["drift_from_evaluator"] == []
     assert session["bundle_runtime"]["library_versions"]["transformers"] == "5.2.0"
     assert session["runtime"].startswith("torch 2.8.0")
+    # kit package reads this run's entrance-exam verdict from the results.json bench wrote
+    from discriminator.package import last_bench_exam
+
+    exam = last_bench_exam([folder], "bundle", root=tmp_path)
+    assert exam is not None and exam.verdict in ("pass", "at risk", "fail")
+    assert exam.accuracy is not None and exam.interval is not None and exam.interval[0] <= exam.accuracy <= exam.interval[1]
