@@ -158,3 +158,22 @@ def test_packaging_a_second_bundle_from_the_same_folder_names_the_first_instead_
     result = CliRunner().invoke(app, ["package", str(second), "--modality", "image", "--threads", "1"])
     assert result.exit_code == 1 and "was packaged from another model" in result.output and "--name second" in result.output
     assert (tmp_path / "image_bundle.zip").read_bytes() == zip_bytes
+
+
+def test_bench_of_a_bundle_that_names_no_modality_says_which_one_the_datasets_chose(tmp_path, evaluator_runtime):
+    import numpy as np
+
+    from tests.sim_helpers import image_bytes, random_image
+
+    folder = write_foreign_bundle(BY_NAME["transformers-resnet-1-logit"], tmp_path / "bundle")  # no modality: key
+    rng = np.random.default_rng(1)
+    for label in ("real", "synthetic"):
+        dataset = tmp_path / "data" / label / f"{label}-set"
+        dataset.mkdir(parents=True)
+        for index in range(3):
+            (dataset / f"{index}.png").write_bytes(image_bytes(random_image(rng, 40, 48)))
+    out = tmp_path / "results"
+    result = CliRunner().invoke(app, ["bench", str(folder), "--data", str(tmp_path / "data"), "--out", str(out),
+                                      "--no-cache", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "benched as an image model because the datasets are image" in result.output

@@ -436,13 +436,21 @@ def open_model(artifact: Artifact, profile: Profile, threads: int, modality: str
                stack: ExitStack) -> tuple[ModelSession, str]:
     """The session for the artifact's format, and the model's display name."""
     if artifact.format == "bundle":
-        modality = modality or (artifact.spec.modality if artifact.spec else None) or _only_modality(datasets)
+        from discriminator.check.bundle_context import bundle_modality
+
+        declared = bundle_modality(artifact, modality)  # --modality, the spec, model.py's MODALITY, the YAML
+        inferred = None if declared else _only_modality(datasets)
         bundle_dir = stack.enter_context(artifact.bundle_dir())
         name = artifact.spec.name if artifact.spec else (artifact.source.stem if artifact.source.is_file()
                                                           else artifact.source.name)
-        session = open_bundle_session(bundle_dir, modality, profile, threads)
+        session = open_bundle_session(bundle_dir, declared or inferred, profile, threads)
         if hasattr(session, "close"):
             stack.callback(session.close)
+        if inferred:
+            session.io = replace(session.io, warnings=(*session.io.warnings, (
+                f"the bundle does not say whether it is an image or a video model, so it is benched as "
+                f"{'an image' if inferred == 'image' else 'a video'} model because the datasets are {inferred}: if that is wrong, every batch fails — pass --modality "
+                "or add `modality:` to its model_config.yaml")))
         return session, name
     name = artifact.spec.name if artifact.spec else Path(artifact.onnx_name).stem
     return OnnxSession(artifact.onnx_bytes, profile, threads), name
