@@ -177,3 +177,13 @@ def test_bench_of_a_bundle_that_names_no_modality_says_which_one_the_datasets_ch
                                       "--no-cache", "--threads", "1"])
     assert result.exit_code == 0, result.output
     assert "benched as an image model because the datasets are image" in result.output
+    # the same bundle on video clips: the run is unscorable, and the fix names the modality, not the samples
+    from tests.sim_helpers import random_clip, write_video
+
+    for label in ("real", "synthetic"):
+        clips = tmp_path / "video" / label / f"{label}-clips"
+        clips.mkdir(parents=True)
+        write_video(clips / "0.mkv", random_clip(rng, 4, 32, 32))
+    wrong = CliRunner().invoke(app, ["bench", str(folder), "--data", str(tmp_path / "video"), "--out",
+                                     str(tmp_path / "wrong"), "--no-cache", "--threads", "1"])
+    assert wrong.exit_code == 4 and "pass --modality image or --modality video" in wrong.output, wrong.output

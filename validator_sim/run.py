@@ -432,6 +432,10 @@ def scoring_options(profile: Profile, scoring: str | None, shares: dict[str, flo
     return ScoringOptions(scoring=chosen, shares=dict(shares or {}), num_classes=classes)  # type: ignore[arg-type]
 
 
+#: How the warning of a bundle benched in its datasets' modality begins (the CLI's fix for an unscorable run reads it).
+MODALITY_GUESSED = "the bundle does not say whether it is an image or a video model"
+
+
 def open_model(artifact: Artifact, profile: Profile, threads: int, modality: str | None, datasets: list[Dataset],
                stack: ExitStack) -> tuple[ModelSession, str]:
     """The session for the artifact's format, and the model's display name."""
@@ -448,7 +452,7 @@ def open_model(artifact: Artifact, profile: Profile, threads: int, modality: str
             stack.callback(session.close)
         if inferred:
             session.io = replace(session.io, warnings=(*session.io.warnings, (
-                f"the bundle does not say whether it is an image or a video model, so it is benched as "
+                f"{MODALITY_GUESSED}, so it is benched as "
                 f"{'an image' if inferred == 'image' else 'a video'} model because the datasets are {inferred}: if that is wrong, every batch fails — pass --modality "
                 "or add `modality:` to its model_config.yaml")))
         return session, name

@@ -208,8 +208,13 @@ def bench_command(
         err_console.print("[bold yellow]interrupted:[/] the reports cover the samples scored so far (completed: false)")
         raise typer.Exit(130)
     if not result.results["scorable"]:
-        raise KitError(result.results["errors"][0], "fix the failing sample's cause (see errors above), then bench again",
-                       exit_code=4)
+        from validator_sim.run import MODALITY_GUESSED
+
+        guessed = any(w.startswith(MODALITY_GUESSED) for w in result.results["kit"].get("warnings") or ())
+        fix = ("the bundle names no modality, so it was benched as its datasets' one: pass --modality image or "
+               "--modality video, with data of that modality" if guessed
+               else "fix the failing sample's cause (see errors above), then bench again")
+        raise KitError(result.results["errors"][0], fix, exit_code=4)
     refused = result.results["kit"].get("compare", {}).get("refused")
     if refused:
         raise UsageError(f"--compare: {refused}")

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from discriminator.cli.check import DEVICE_HELP, TIME_LIMIT_HELP, rule_progress
-from discriminator.cli.common import console, err_console, examples_epilog, kit_command, print_success
+from discriminator.cli.common import PYTHON_HELP, console, err_console, examples_epilog, kit_command, print_success, use_python
 
 EXAMPLES = [
     ("kit package submissions/example-video/", "check and zip a `kit build` folder's bundle into submissions/example-video/video_bundle.zip"),
@@ -32,12 +32,15 @@ def package_command(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="intra-op threads for the latency figure."),
     time_limit: float = typer.Option(120.0, "--time-limit", min=1.0, help=TIME_LIMIT_HELP),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+    python: Optional[str] = typer.Option(None, "--python", help=PYTHON_HELP),
 ) -> None:
     """Run `kit check`, refuse on any failure (warnings never block), then write the zip and its .json record."""
     from discriminator.check import BUNDLE_RULES, RULES
     from discriminator.check.bundle_context import BundleRunOptions
     from discriminator.check.report import print_report
     from discriminator.package import PUSH_COST_NOTE, CheckFailedError, last_bench_exam, package_submission
+
+    use_python(python)
 
     try:
         with rule_progress(max(len(RULES), len(BUNDLE_RULES))) as on_rule:
