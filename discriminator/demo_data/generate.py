@@ -39,7 +39,7 @@ from discriminator.errors import OutputExistsError, UsageError
 
 SPLITS = ("train", "val", "test")
 #: Bumped when the same seed and size would give different samples; a demo reuses only data of this version.
-DATA_VERSION = 3
+DATA_VERSION = 4
 #: Written first and removed last: its presence says a run was stopped and the splits are partial.
 INCOMPLETE_MARKER = "INCOMPLETE"
 MEDIA_TYPES = ("real", "synthetic", "semisynthetic")
@@ -62,7 +62,7 @@ class SizePreset:
 SIZES = {
     "tiny": SizePreset({"train": 16, "val": 16, "test": 16}, {"train": 10, "val": 10, "test": 10},
                        "every dataset, format and edge case once or twice; for smoke tests"),
-    "small": SizePreset({"train": 120, "val": 40, "test": 40}, {"train": 64, "val": 30, "test": 30},
+    "small": SizePreset({"train": 120, "val": 40, "test": 40}, {"train": 160, "val": 30, "test": 30},
                         "enough to train and bench the demo detectors in minutes"),
     "medium": SizePreset({"train": 400, "val": 100, "test": 100}, {"train": 160, "val": 60, "test": 60},
                          "steadier metrics; a few minutes to generate"),
