@@ -214,3 +214,17 @@ def test_a_damaged_archive_is_reported_not_crashed(tmp_path: Path) -> None:
     tar_path.write_bytes(tar_path.read_bytes()[:300])  # cut short after listing
     payloads = dict(iter_payloads(listing, list(range(6))))
     assert set(payloads) == set(listing.keys) and b"" in payloads.values()
+
+
+def test_one_dataset_name_under_two_media_types_is_an_error_naming_both(tmp_path: Path) -> None:
+    members = _images(2)
+    (tmp_path / "real" / "photos").mkdir(parents=True)
+    for name, data in members.items():
+        (tmp_path / "real" / "photos" / name).write_bytes(data)
+    (tmp_path / "synthetic").mkdir()
+    _write_zip(tmp_path / "synthetic" / "photos.zip", members)
+    with pytest.raises(InputError) as caught:
+        discover_datasets(tmp_path)
+    line = caught.value.one_line()
+    assert "'photos' is used 2 times" in line and "real/photos" in line and "synthetic/photos.zip" in line
+    assert "own name" in line

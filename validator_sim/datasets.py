@@ -207,6 +207,15 @@ def discover_datasets(data_dir: Path | str, media_column: str | None = None) -> 
                 source_format=source_format,
                 media_column=media_column,
             ))
+    by_name: dict[str, list[Dataset]] = {}
+    for dataset in datasets:
+        by_name.setdefault(dataset.name, []).append(dataset)
+    repeated = {name: found for name, found in sorted(by_name.items()) if len(found) > 1}
+    if repeated:  # the report, the pixel cache and the evaluator all key a dataset by its name
+        name, found = next(iter(repeated.items()))
+        places = " and ".join(str(d.path.relative_to(root)) for d in found)
+        raise InputError(f"{root}: dataset name {name!r} is used {len(found)} times ({places}), so their samples would be "
+                         f"reported as one dataset", "give each dataset folder its own name (e.g. add the media type to it)")
     if not datasets:
         found = ", ".join(sorted(p.name for p in root.iterdir())[:6]) or "nothing"
         raise InputError(f"no datasets under {root} (found: {found})",
