@@ -28,7 +28,7 @@ data_app = typer.Typer(
 def demo_command(
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write train/, val/, test/ and README.txt into."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same files (byte for byte on one machine)."),
-    size: str = typer.Option("small", "--size", help="small (1–1.5 min on 2 cores; enough for the demo), medium (about 4× the samples), or tiny (smoke tests)."),
+    size: str = typer.Option("small", "--size", help="small (about 30 s on 2 idle cores; enough for the demo), medium (about twice the samples), or tiny (smoke tests)."),
     modality: str = typer.Option("both", "--modality", "-m", help="image, video or both."),
     workers: int = typer.Option(0, "--workers", help="Processes drawing samples; 0 = one per CPU core. The files do not depend on it."),
     force: bool = typer.Option(False, "--force", help="Replace demo data already in --out."),
