@@ -72,7 +72,9 @@ def train_args(modality: str, data: Path, out: Path, seed: int = 0) -> list[str]
     for key, flag in flags.items():
         if key in preset:
             args += [flag, str(preset[key])]
-    return args + ["--seed", str(seed), "--out", str(out), "--force"]
+    # One thread: on a 2-core machine that other jobs load, two OpenMP threads waited on each other (a video run took
+    # 455 s against 94 s on one thread; docs/performance.md); idle, one thread costs little at this model's size.
+    return args + ["--seed", str(seed), "--threads", "1", "--out", str(out), "--force"]
 
 
 def run_kit(args: list[str]) -> None:

@@ -59,13 +59,15 @@ def test_train_then_calibrate_then_refuse_to_overwrite(tmp_path, splits):
     ("empty dataset", "holds no image or video files"),
     ("bad option", "not KEY=VALUE"),
     ("bad mode", "distill"),
+    ("no threads", "--threads must be at least 1"),
 ])
 def test_mistakes_are_one_line_with_a_non_zero_exit(tmp_path, splits, case, expected):
     train_dir, val_dir = splits
     empty = tmp_path / "empty"
     (empty / "real" / "nothing-here").mkdir(parents=True)
     data = {"missing data": tmp_path / "nope", "empty dataset": empty}.get(case, train_dir)
-    extra = {"bad option": ["--model-option", "channels"], "bad mode": ["--mode", "distill"]}.get(case, [])
+    extra = {"bad option": ["--model-option", "channels"], "bad mode": ["--mode", "distill"],
+             "no threads": ["--threads", "0"]}.get(case, [])
     result = runner.invoke(app, ["train", "image", "--data", str(data), "--val", str(val_dir), "--out", str(tmp_path / "o"),
                                  *TINY, *extra])
     assert expected in result.output
@@ -77,3 +79,18 @@ def test_model_options_parse_numbers_lists_and_text():
         "channels": [8, 16, 32], "seed": 3, "name": "abc", "dims": [1, 2]}
     with pytest.raises(UsageError):
         parse_model_options(["=3"])
+
+
+def test_threads_sets_the_training_threads(tmp_path, splits):
+    import torch
+
+    train_dir, val_dir = splits
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        result = runner.invoke(app, ["train", "image", "--data", str(train_dir), "--val", str(val_dir),
+                                     "--out", str(tmp_path / "run"), *TINY, "--threads", "1"])
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

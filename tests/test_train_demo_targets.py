@@ -39,3 +39,4 @@ def test_todays_targets_are_the_issues_and_the_demo_trains_for_today():
     args = train_args("video", Path("d"), Path("runs/x"), seed=3)
     assert "--profile" not in args  # kit train's default is today's profile
     assert args[args.index("--seed") + 1] == "3"
+    assert args[args.index("--threads") + 1] == "1"  # the thread count the demo's table row was measured at
