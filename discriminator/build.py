@@ -14,7 +14,6 @@ sit beside the new model holding the old one.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -33,7 +32,7 @@ from discriminator.export import VerifyReport, check_input_contract, export_onnx
 from discriminator.formats import BUNDLE_DIR, FORMATS, resolve_formats
 from discriminator.export_options import DEFAULT_OPSET
 from discriminator.registry import resolve_backbone
-from discriminator.spec import DEFAULT_CLASS_NAMES, VALIDATOR_DEFAULT_FRAMES, DetectorSpec, write_manifest
+from discriminator.spec import DEFAULT_CLASS_NAMES, VALIDATOR_DEFAULT_FRAMES, DetectorSpec, sha256_file, write_manifest
 from discriminator.wrapper import Backbone, Detector
 
 DEFAULT_SUBMISSIONS_DIR = Path("submissions")
@@ -147,14 +146,6 @@ def _given(value: Any, fallback: Any) -> Any:
 
 def artifact_file_name(spec: DetectorSpec) -> str:
     return f"{spec.name}_embed.onnx" if spec.task == "embeddings" else f"{spec.artifact_stem}.onnx"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def build_detector(request: BuildRequest, on_step: Callable[[str], None] | None = None,

@@ -39,7 +39,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from discriminator.artifact import Artifact, formats_in, load_artifact
@@ -55,13 +54,13 @@ from validator_sim.datasets import (
     iter_payloads,
     list_samples,
 )
-from validator_sim.decode import DecodeError, DecordChannelClip, decode_image, decode_video, video_decoder
-from validator_sim.metrics import MULTICLASS_K, decide_with_probs, project_probs
+from validator_sim.decode import DecodeError, DecordChannelClip
+from validator_sim.metrics import MULTICLASS_K
 from validator_sim.pixel_cache import PixelCache, pixel_recipe
-from validator_sim.preprocess import clip_to_tchw, image_to_chw
+from validator_sim.prepare import prepare_sample
 from validator_sim.profiles import DEFAULT_PROFILE, Profile, get_profile
 from validator_sim.sample_feed import SampleFeed
-from validator_sim.scoring import ScoringOptions
+from validator_sim.scoring import ScoringOptions, score_row
 from validator_sim.shard_plan import BatchOutcome, Inference, Shard, ShardLink, ShardReport
 from validator_sim.session import ModelIO, ModelSession, OnnxSession, default_threads, open_bundle_session
 from validator_sim.timing import StageTimings
@@ -207,23 +206,6 @@ def spec_mismatches(spec: DetectorSpec | None, model_io: ModelIO) -> list[str]:
     if model_io.modality == "video" and spec.frames is not None and spec.frames != model_io.frames:
         found.append(f"the manifest says T={spec.frames} but the validator will send T={model_io.frames}")
     return found
-
-
-def prepare_sample(payload: bytes | Path, model_io: ModelIO, profile: Profile, frame_rate: float | None,
-                    decode_threads: int) -> np.ndarray | DecodeError:
-    """One payload → the model's uint8 layout, or the DecodeError that drops it."""
-    try:
-        if model_io.modality == "image":
-            return image_to_chw(decode_image(payload, profile.image_resave),
-                                model_io.height, model_io.width, profile.resize)
-        assert model_io.frames is not None
-        frames = decode_video(payload, model_io.frames, frame_rate, profile.fallback_fps, decode_threads,
-                              video_decoder(profile))
-        return clip_to_tchw(frames, model_io.frames, model_io.height, model_io.width, profile.resize)
-    except DecodeError as exc:
-        return exc
-    except cv2.error as exc:
-        return DecodeError("cannot be resized", str(exc).strip().splitlines()[-1])
 
 
 _END = object()
@@ -840,18 +822,6 @@ def _record_inference(state: RunState, plan: DatasetPlan, keys: list[str], infer
         for key, row in zip(keys, inference.logits):
             state.records.append({**base, "sample": key, **score_row(row, state, base["label"], base["class_label"]),
                                   "inference_ms": per_sample_ms, "batch_inference_ms": batch_ms, "error": None})
-
-
-def score_row(row: np.ndarray, state: RunState, label: int, class_index: int) -> dict[str, Any]:
-    """One output row → the record fields the scoring reads (binary decision, p_ai, probabilities, projection)."""
-    pred, p_ai, probs = decide_with_probs(row, state.profile)
-    projected = project_probs(probs, p_ai, state.scoring.num_classes)
-    if state.profile.accuracy_against == "multiclass":
-        correct = int(np.argmax(projected)) == class_index
-    else:
-        correct = pred == label
-    return {"status": "ok", "predicted": pred, "probs": [float(p) for p in probs], "p_ai": p_ai, "correct": correct,
-            "class_probs": [float(p) for p in projected], "nan": bool(math.isnan(p_ai))}
 
 
 def raise_if_unusable(result: BenchResult) -> None:
