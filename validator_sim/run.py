@@ -42,7 +42,9 @@ from typing import Any
 import numpy as np
 
 from discriminator.artifact import Artifact, formats_in, load_artifact
+from discriminator.check.bundle_context import bundle_modality
 from discriminator.errors import InputError, KitError, OutputExistsError, UsageError
+from discriminator.formats import FORMATS, format_row
 from discriminator.spec import DetectorSpec
 from validator_sim.datasets import (
     RENDERED_READINGS,
@@ -420,24 +422,33 @@ MODALITY_GUESSED = "the bundle does not say whether it is an image or a video mo
 
 def open_model(artifact: Artifact, profile: Profile, threads: int, modality: str | None, datasets: list[Dataset],
                stack: ExitStack) -> tuple[ModelSession, str]:
-    """The session for the artifact's format, and the model's display name."""
-    if artifact.format == "bundle":
-        from discriminator.check.bundle_context import bundle_modality
+    """The session for the artifact's format (its row's `open_session`), and the model's display name."""
+    return FORMATS[artifact.format].open_session(artifact, profile, threads, modality, datasets, stack)
 
-        declared = bundle_modality(artifact, modality)  # --modality, the spec, model.py's MODALITY, the YAML
-        inferred = None if declared else _only_modality(datasets)
-        bundle_dir = stack.enter_context(artifact.bundle_dir())
-        name = artifact.spec.name if artifact.spec else (artifact.source.stem if artifact.source.is_file()
-                                                          else artifact.source.name)
-        session = open_bundle_session(bundle_dir, declared or inferred, profile, threads)
-        if hasattr(session, "close"):
-            stack.callback(session.close)
-        if inferred:
-            session.io = replace(session.io, warnings=(*session.io.warnings, (
-                f"{MODALITY_GUESSED}, so it is benched as "
-                f"{'an image' if inferred == 'image' else 'a video'} model because the datasets are {inferred}: if that is wrong, every batch fails — pass --modality "
-                "or add `modality:` to its model_config.yaml")))
-        return session, name
+
+def open_bundle_model(artifact: Artifact, profile: Profile, threads: int, modality: str | None, datasets: list[Dataset],
+                      stack: ExitStack) -> tuple[ModelSession, str]:
+    """A bundle run as the evaluator runs it, in the modality it declares or, failing that, its datasets' (the bundle
+    row's `open_session`)."""
+    declared = bundle_modality(artifact, modality)  # --modality, the spec, model.py's MODALITY, the YAML
+    inferred = None if declared else _only_modality(datasets)
+    bundle_dir = stack.enter_context(artifact.bundle_dir())
+    name = artifact.spec.name if artifact.spec else (artifact.source.stem if artifact.source.is_file()
+                                                      else artifact.source.name)
+    session = open_bundle_session(bundle_dir, declared or inferred, profile, threads)
+    if hasattr(session, "close"):
+        stack.callback(session.close)
+    if inferred:
+        session.io = replace(session.io, warnings=(*session.io.warnings, (
+            f"{MODALITY_GUESSED}, so it is benched as "
+            f"{'an image' if inferred == 'image' else 'a video'} model because the datasets are {inferred}: if that is wrong, every batch fails — pass --modality "
+            "or add `modality:` to its model_config.yaml")))
+    return session, name
+
+
+def open_onnx_model(artifact: Artifact, profile: Profile, threads: int, modality: str | None, datasets: list[Dataset],
+                    stack: ExitStack) -> tuple[ModelSession, str]:
+    """An ONNX model in onnxruntime (the onnx row's `open_session`); its graph says its modality."""
     name = artifact.spec.name if artifact.spec else Path(artifact.onnx_name).stem
     return OnnxSession(artifact.onnx_bytes, profile, threads), name
 
@@ -445,10 +456,8 @@ def open_model(artifact: Artifact, profile: Profile, threads: int, modality: str
 def default_profile(model_path: Path | str, model_format: str | None = None) -> str:
     """The era a model is benched under when `--profile` is not given: `current` (the network today) for a bundle,
     or a build folder holding one; the ONNX era's rules for an ONNX file, which only that era accepted."""
-    from discriminator.artifact import formats_in
-
     formats = (model_format,) if model_format else (formats_in(model_path) if Path(model_path).exists() else ())
-    return "current" if "bundle" in formats or not formats else DEFAULT_PROFILE
+    return "current" if not formats or any(format_row(f).accepted_now for f in formats) else DEFAULT_PROFILE
 
 
 def load_model_artifact(model_path: Path | str, model_format: str | None, profile: Profile) -> Artifact:
