@@ -189,7 +189,8 @@ def check_artifact(
 
 def check_onnx(artifact: Artifact, modality: str | None, version: tuple[int, int], threads: int, latency: str,
                on_rule: Callable[[Rule], None] | None, bundle_options: BundleRunOptions | None = None) -> CheckReport:
-    """Walk the ONNX rules over a model read with onnx and run with onnxruntime (the onnx row's `check`)."""
+    """Walk the ONNX rules over a model read with onnx and run with onnxruntime (the onnx row's `check`; it takes
+    `bundle_options` only because every row's `check` is called the same way)."""
     ctx = CheckContext(artifact=artifact, ort_min=version, threads=threads, requested_modality=modality, latency=latency)
     ctx.model  # noqa: B018 — parse now: an unreadable file is an InputError, not a rule result
     return _walk(rules_for(artifact.format), ctx, _new_report(artifact, ctx.modality, version, threads), on_rule)
