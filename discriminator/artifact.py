@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from discriminator.errors import InputError, UsageError
-from discriminator.formats import BUNDLE_DIR, FORMATS
+from discriminator.formats import BUNDLE_DIR, FORMATS, format_row
 from discriminator.spec import MANIFEST_NAME, DetectorSpec, read_manifest, spec_from_onnx
 
 #: Uncompressed/compressed ratio above which a member is treated as a zip bomb. ONNX and safetensors
@@ -235,8 +235,8 @@ def formats_in(path: Path | str) -> tuple[str, ...]:
 def load_artifact(path: Path | str, format: str | None = None) -> Artifact:
     """Locate and read the model at `path` (file, bundle folder, build folder or zip); `format` picks one of a build's two."""
     path = Path(path)
-    if format is not None and format not in FORMATS:
-        raise UsageError(f"--format {format!r} is not one of {', '.join(FORMATS)}", "pass --format onnx or --format bundle")
+    if format is not None:
+        format_row(format)
     if not path.exists():
         raise InputError(f"{path} does not exist", "check the path, or run `kit build` to create a model")
     if path.is_dir():
@@ -246,9 +246,6 @@ def load_artifact(path: Path | str, format: str | None = None) -> Artifact:
         found = sniff_zip_format(path, list(members))
         _require_format(path, found, format)
         artifact = Artifact(source=path, container="zip", format=found, members=members, spec=None)
-        recorded = _recorded_spec(path)
-        if recorded is not None and found == "bundle":  # an ONNX model carries its spec in its metadata
-            artifact.spec = recorded
     elif path.name in (BUNDLE_CONFIG, BUNDLE_MODEL):
         raise UsageError(f"{path} is one file of a bundle", f"point at the folder that holds it: {path.parent}")
     else:
@@ -260,10 +257,7 @@ def load_artifact(path: Path | str, format: str | None = None) -> Artifact:
             candidate = read_manifest(sibling)
             if path.name in manifest_onnx_names(candidate) or not manifest_onnx_names(candidate):
                 artifact.manifest = candidate
-    if artifact.format == "onnx":
-        artifact.spec = _onnx_spec(artifact)
-    elif artifact.manifest is not None:
-        artifact.spec = DetectorSpec.from_dict(artifact.manifest["spec"])
+    artifact.spec = FORMATS[artifact.format].read_spec(artifact)
     return artifact
 
 
@@ -271,20 +265,27 @@ def _load_from_dir(directory: Path, format: str | None) -> Artifact:
     manifest = _manifest_of(directory)
     bundle = find_bundle_in_dir(directory, manifest)
     onnx_path = None if bundle == directory else find_onnx_in_dir(directory, manifest)
-    available = [f for f, found in (("onnx", onnx_path), ("bundle", bundle)) if found is not None]
+    located = {"onnx": onnx_path, "bundle": bundle}
+    available = [f for f, found in located.items() if found is not None]
     if not available:
         raise InputError(f"{directory} holds no .onnx model and no bundle ({BUNDLE_CONFIG} + {BUNDLE_MODEL})",
                          "run `kit build` into it first, or pass the model itself")
     if format is not None and format not in available:
-        what = "no .onnx model" if format == "onnx" else f"no bundle ({BUNDLE_CONFIG} + {BUNDLE_MODEL})"
-        raise InputError(f"{directory} holds {what}", f"build it with `kit build --format {format}`, or pass "
-                                                      f"--format {available[0]}")
+        raise InputError(f"{directory} holds {FORMATS[format].missing}", f"build it with `kit build --format {format}`, "
+                                                                        f"or pass --format {available[0]}")
     chosen = format or (available[0] if len(available) == 1 else FORMAT_WHEN_BOTH)
     container = "build-dir" if manifest is not None and bundle != directory else "directory"
-    if chosen == "onnx":
-        return Artifact(source=directory, container=container, format="onnx",
-                        members={onnx_path.name: _read_bytes(onnx_path)}, spec=None, manifest=manifest,
-                        location=directory)
+    return FORMATS[chosen].from_dir(directory, located[chosen], container, manifest)
+
+
+def onnx_from_dir(directory: Path, onnx_path: Path, container: str, manifest: dict | None) -> Artifact:
+    """The ONNX model `onnx_path` a folder holds (the onnx row's `from_dir`)."""
+    return Artifact(source=directory, container=container, format="onnx",
+                    members={onnx_path.name: _read_bytes(onnx_path)}, spec=None, manifest=manifest, location=directory)
+
+
+def bundle_from_dir(directory: Path, bundle: Path, container: str, manifest: dict | None) -> Artifact:
+    """The bundle in folder `bundle` (`directory` itself or its `bundle/`) (the bundle row's `from_dir`)."""
     if bundle == directory and manifest is None:  # a bundle folder inside a build folder: its manifest is the parent's
         parent_manifest = _manifest_of(directory.parent)
         if parent_manifest is not None and find_bundle_in_dir(directory.parent, parent_manifest) == directory:
@@ -347,7 +348,16 @@ def _require_format(path: Path, found: str, wanted: str | None) -> None:
         raise UsageError(f"{path} holds a {found} model, not {wanted}", f"drop --format, or pass --format {found}")
 
 
-def _onnx_spec(artifact: Artifact) -> DetectorSpec | None:
+def bundle_spec(artifact: Artifact) -> DetectorSpec | None:
+    """A bundle's spec (the bundle row's `read_spec`): its build's manifest, else for a zip the `kit package` record
+    beside it (a bundle's YAML need not say image or video)."""
+    if artifact.manifest is not None:
+        return DetectorSpec.from_dict(artifact.manifest["spec"])
+    return _recorded_spec(artifact.source) if artifact.container == "zip" else None
+
+
+def onnx_spec(artifact: Artifact) -> DetectorSpec | None:
+    """An ONNX model's spec (the onnx row's `read_spec`): its metadata, else its build's manifest."""
     data = artifact.onnx_bytes
     if not data:
         raise InputError(f"{artifact.source} is empty (0 bytes)", "rebuild the model with `kit build`")

@@ -34,12 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from discriminator import __version__
-from discriminator.artifact import Artifact, formats_in, load_artifact, read_zip_members, sniff_zip_format
+from discriminator.artifact import Artifact, formats_in, load_artifact
 from discriminator.check import CheckReport, Rule
 from discriminator.check.bundle_context import BundleRunOptions
 from discriminator.check.runner import check_artifact, expected_modality
-from discriminator.errors import InputError, KitError, OutputExistsError, UsageError
-from discriminator.spec import MANIFEST_NAME
+from discriminator.errors import KitError, OutputExistsError, UsageError
+from discriminator.formats import FORMATS
+from discriminator.package_state import RECORD_SUFFIX, package_dir_for, package_states, read_record
 
 #: Every member gets this timestamp (the earliest a zip can store) so packaging is reproducible.
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
@@ -55,15 +56,12 @@ PUSH_COST_NOTE = ("a registration's first counted submission is free; each furth
                   "(the client walks you through the burn; a failed upload or exam reuses the credit)")
 #: Where `kit bench` writes its reports by default; the last bench of a model is looked for here.
 BENCH_RESULTS_ROOT = Path("results")
-#: The zip's file name (without .zip) per format, unless --name says otherwise.
-ZIP_STEMS = {"onnx": "{modality}_detector", "bundle": "{modality}_bundle"}
 #: What a build folder holding both formats packages when --format is not given: what the network takes today.
-DEFAULT_PACKAGE_FORMAT = "bundle"
+DEFAULT_PACKAGE_FORMAT = next(name for name, row in FORMATS.items() if row.accepted_now)
 #: The rule `allow_untrained` lets through.
 UNTRAINED_RULE = "head-trained"
 #: --name: a file name, not a path.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-RECORD_SUFFIX = ".json"
 BASE58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 SS58_LENGTHS = (47, 48)
 COMMITMENT_HEX_CHARS = 16
@@ -95,29 +93,6 @@ class PackageResult:
     report: CheckReport
     commitment: str | None
     push_command: str
-
-
-@dataclass(frozen=True)
-class PackageState:
-    """A submission zip (and its record) found beside a model, and why it no longer matches, if it does not."""
-
-    zip_path: Path
-    record_path: Path | None
-    format: str | None
-    stale: str | None  # None: the zip still holds the current model
-    #: The model files it packaged, as found now (None when that cannot be told).
-    model_files: frozenset[Path] | None = None
-
-    def packages(self, artifact: Artifact) -> bool:
-        """Whether this zip was made from `artifact`'s files (True too when that cannot be told)."""
-        return self.model_files is None or artifact.location is None or self.model_files == model_files(artifact)
-
-
-def model_files(artifact: Artifact) -> frozenset[Path] | None:
-    """The files on disk an artifact was read from (None inside a zip)."""
-    if artifact.location is None:
-        return None
-    return frozenset((artifact.location / name).resolve() for name in artifact.members)
 
 
 def validate_hotkey(hotkey: str) -> str:
@@ -158,13 +133,6 @@ def validate_name(name: str) -> str:
     return name[:-4] if name.lower().endswith(".zip") else name
 
 
-def package_dir_for(artifact: Artifact) -> Path:
-    """Where a model's zip goes by default: its `kit build` folder, else the folder holding the model."""
-    if artifact.container == "build-dir":
-        return artifact.source
-    return artifact.source.parent
-
-
 def package_submission(
     path: Path | str,
     out_dir: Path | str | None = None,
@@ -195,9 +163,10 @@ def package_submission(
     folder = Path(out_dir) if out_dir is not None else package_dir_for(artifact)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--out {folder} is a file, not a folder", "pass a folder for the zip and its record (it is created if missing)")
-    if artifact.format == "bundle" and artifact.location is not None and folder.resolve() == artifact.location.resolve():
-        raise UsageError(f"--out {folder} is the bundle folder itself: the zip would land among the bundle's files",
-                         "drop --out (the zip goes beside the bundle) or choose another folder")
+    if artifact.location is not None and artifact.location != package_dir_for(artifact) \
+            and folder.resolve() == artifact.location.resolve():
+        raise UsageError(f"--out {folder} is the {artifact.format} folder itself: the zip would land among the "
+                         f"{artifact.format}'s files", f"drop --out (the zip goes beside the {artifact.format}) or choose another folder")
     known_modality = expected_modality(artifact, modality)
     if known_modality is None:  # the model says nothing about its modality: the check names what is wrong
         report = check_artifact(artifact, modality=modality, ort_min=ort_min, threads=threads, on_rule=on_rule,
@@ -209,7 +178,7 @@ def package_submission(
     zip_path, record_path = _output_paths(folder, stem_override, artifact.format, known_modality)
     _refuse_overwrite((zip_path, record_path), force, artifact.source)
 
-    members = _zip_members(artifact, known_modality)
+    members = FORMATS[artifact.format].zip_members(artifact, known_modality)
     with tempfile.TemporaryDirectory(prefix="kit-package-") as scratch:
         candidate = Path(scratch) / zip_path.name
         write_deterministic_zip(candidate, members)
@@ -248,77 +217,25 @@ def stale_packages(build_dir: Path | str) -> list[Path]:
     return stale
 
 
-def package_states(folder: Path | str) -> list[PackageState]:
-    """Every kit submission zip in `folder`, with why it is stale (its model changed, is gone, or the zip was replaced)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    states = []
-    zips = sorted(p for p in folder.glob("*.zip") if p.is_file())
-    for record_path in sorted(folder.glob(f"*.zip{RECORD_SUFFIX}")):
-        zip_path = record_path.with_name(record_path.name[: -len(RECORD_SUFFIX)])
-        if not zip_path.exists() and _read_record(record_path) is not None:
-            states.append(PackageState(zip_path, record_path, None, "its zip is gone"))
-    for zip_path in zips:
-        record_path = zip_path.with_name(zip_path.name + RECORD_SUFFIX)
-        record = _read_record(record_path) if record_path.is_file() else None
-        if record is None and not (folder / MANIFEST_NAME).is_file():
-            continue  # a zip the kit did not write, beside no build: not ours to judge
-        if record is None and not any(zip_path.stem == stem.format(modality=m) for stem in ZIP_STEMS.values()
-                                      for m in PUSH_FLAGS):
-            continue
-        states.append(_package_state(folder, zip_path, record_path if record is not None else None, record))
-    return states
+def onnx_zip_members(artifact: Artifact, modality: str) -> dict[str, bytes]:
+    """An ONNX zip holds the one model file, named `<modality>_detector.onnx` (the onnx row's `zip_members`)."""
+    return {f"{modality}_detector.onnx": artifact.onnx_bytes}
 
 
-def _package_state(folder: Path, zip_path: Path, record_path: Path | None, record: dict | None) -> PackageState:
-    try:
-        members = read_zip_members(zip_path)
-        fmt = sniff_zip_format(zip_path, list(members))
-    except InputError as exc:
-        return PackageState(zip_path, record_path, None, f"it cannot be read ({exc.message})")
-    if record is not None and record.get("zip_sha256") != hashlib.sha256(zip_path.read_bytes()).hexdigest():
-        return PackageState(zip_path, record_path, fmt, "the zip was replaced after its record was written")
-    source = folder / record["source"] if record is not None and record.get("source") else folder
-    try:
-        current = load_artifact(source, fmt)
-    except KitError:
-        return PackageState(zip_path, record_path, fmt, f"the {fmt} model it packaged is no longer at {source}")
-    if _hashes(current.members, fmt) != _hashes(members, fmt):
-        return PackageState(zip_path, record_path, fmt, f"the {fmt} model at {source} changed after it was packaged",
-                            model_files(current))
-    return PackageState(zip_path, record_path, fmt, None, model_files(current))
-
-
-def _hashes(members: dict[str, bytes], fmt: str) -> Any:
-    """What must agree between a zip and its model: ONNX the one file's bytes (its name in the zip differs); bundles every file."""
-    digests = {name: hashlib.sha256(data).hexdigest() for name, data in members.items()}
-    return sorted(digests.values()) if fmt == "onnx" else digests
-
-
-def _read_record(path: Path) -> dict | None:
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return record if isinstance(record, dict) and "zip_sha256" in record else None
-
-
-def _zip_members(artifact: Artifact, modality: str) -> dict[str, bytes]:
-    if artifact.format == "onnx":
-        return {f"{modality}_detector.onnx": artifact.onnx_bytes}
+def bundle_zip_members(artifact: Artifact, modality: str) -> dict[str, bytes]:
+    """A bundle zip holds the bundle's files under their own names (the bundle row's `zip_members`)."""
     return dict(artifact.members)
 
 
 def _output_paths(folder: Path, stem: str | None, fmt: str, modality: str) -> tuple[Path, Path]:
     """The zip and its record: `<folder>/<stem>.zip` and `….zip.json`."""
-    zip_path = folder / f"{stem or ZIP_STEMS[fmt].format(modality=modality)}.zip"
+    zip_path = folder / f"{stem or FORMATS[fmt].zip_stem.format(modality=modality)}.zip"
     return zip_path, zip_path.with_name(zip_path.name + RECORD_SUFFIX)
 
 
 def _refuse_overwrite(paths: tuple[Path, Path], force: bool, source: Path | None = None) -> None:
     zip_path = paths[0]
-    record = _read_record(paths[1]) if paths[1].is_file() and not force else None
+    record = read_record(paths[1]) if paths[1].is_file() and not force else None
     if record is not None and source is not None and record.get("source"):
         earlier = (zip_path.parent / record["source"]).resolve()
         if earlier != source.resolve():

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from discriminator.errors import KitError, UsageError, first_line
+from discriminator.sources.checkpoint import WEIGHTS_FILE, is_checkpoint_dir, read_checkpoint
 
 if TYPE_CHECKING:
     from discriminator.wrapper import Backbone
@@ -96,6 +97,8 @@ def resolve_backbone(model: str, modality: str, task: str = "auto", weights: Pat
 
     `num_classes` (from --classes) is the head's width, given to every source that builds its own head.
     """
+    from discriminator.sources.weights import apply_weights  # torch: listing sources imports none
+
     options = dict(options or {})
     if "task" in options:
         raise UsageError("the task is not a model option", f"pass --task {options['task']} instead of --model-option task=…")
@@ -121,10 +124,8 @@ def resolve_backbone(model: str, modality: str, task: str = "auto", weights: Pat
         from discriminator.sources.python import load_python_backbone
 
         return load_python_backbone(model[3:], weights=weights, task=task, modality=modality, factory_options=options), {}
-    from discriminator.sources.checkpoint import is_checkpoint_dir, load_checkpoint_backbone
-
     if is_checkpoint_dir(Path(model)):
-        return load_checkpoint_backbone(Path(model), modality=modality)
+        return _resolve_checkpoint(Path(model), modality=modality)
     entry = get_source(model)
     if entry.modality != modality:
         raise UsageError(f"'{model}' is a detector for {entry.modality}, not {modality}",
@@ -155,6 +156,23 @@ def resolve_backbone(model: str, modality: str, task: str = "auto", weights: Pat
     return apply_weights(backbone, weights), dict(entry.defaults)
 
 
+def _resolve_checkpoint(directory: Path, modality: str) -> tuple[Backbone, dict[str, Any]]:
+    """A `kit train` checkpoint: its recorded source, resolved here, with the trained weights loaded into it."""
+    record = read_checkpoint(directory)
+    if record["modality"] != modality:
+        raise UsageError(f"{directory} is a checkpoint for {record['modality']}", f"run `kit build {record['modality']} --model {directory}`")
+    weights = directory / record.get("weights_file", WEIGHTS_FILE)
+    # `task` is recorded by `kit train --task classify` (a head added to a base model); `native_frames` by
+    # `--native-frames`: the recorded values win over the source's defaults, as the weights were trained with them.
+    backbone, defaults = resolve_backbone(record["source"], modality, task=record.get("task", "auto"),
+                                          options=record.get("source_options") or {}, weights=weights)
+    if record["spec"].get("native_frames"):
+        backbone.native_frames = int(record["spec"]["native_frames"])
+    backbone.head_trained = True
+    backbone.provenance.update({"checkpoint": str(directory), "trained_from": record["source"]})
+    return backbone, {**defaults, **record["spec"]}
+
+
 def _refuse_unknown_options(model: str, factory: Callable[..., Any], options: dict[str, Any],
                             set_by_the_kit: tuple[str, ...] = ()) -> Mapping[str, inspect.Parameter]:
     """Refuse a --model-option the factory does not take (or one the kit sets itself); return its parameters."""
@@ -168,14 +186,3 @@ def _refuse_unknown_options(model: str, factory: Callable[..., Any], options: di
         raise UsageError(f"'{model}' takes no option '{unknown[0]}'",
                          f"its options are: {', '.join(sorted(parameters)) or 'none'}")
     return parameters
-
-
-def apply_weights(backbone: Backbone, weights: Path | None) -> Backbone:
-    """Load `--weights` into the backbone's module (strictly) and record where they came from."""
-    if weights is not None:
-        from discriminator.sources.weights import load_weights_into
-
-        load_weights_into(backbone.module, weights)
-        backbone.head_trained = True
-    backbone.provenance["weights"] = str(weights) if weights is not None else backbone.provenance.get("weights", "as loaded")
-    return backbone

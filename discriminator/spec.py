@@ -10,6 +10,7 @@ This module imports no torch: the simulator reads specs too.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +160,15 @@ class DetectorSpec:
             return cls(**values)
         except TypeError as exc:
             raise InputError(f"spec is missing a field: {exc}", "rebuild the model with `kit build`") from exc
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks (what a manifest records for each artifact file)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> Path:

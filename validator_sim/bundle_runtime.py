@@ -31,6 +31,7 @@ import inspect
 import json
 import math
 import os
+import re
 import select
 import struct
 import subprocess
@@ -72,6 +73,19 @@ NO_NETWORK_MARKER = "network access refused: the evaluator's sandbox has no netw
 _NETWORK_EVENTS = ("socket.connect", "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex",
                    "socket.gethostbyaddr", "socket.sendto", "socket.sendmsg")
 _LOCAL_HOSTS = (None, "", "localhost", "127.0.0.1", "::1", b"localhost", b"127.0.0.1")
+
+
+def is_network_failure(text: str) -> bool:
+    """Whether a load failure's message or traceback shows a model reaching for the network."""
+    return bool(_NETWORK_FAILURE.search(text))
+
+
+#: The worker's own refusal, and what Hugging Face, torch.hub and urllib say when a host cannot be reached.
+_NETWORK_FAILURE = re.compile("|".join(re.escape(s) for s in (
+    NO_NETWORK_MARKER, "couldn't connect to", "offline mode is enabled", "OfflineModeIsEnabled",
+    "LocalEntryNotFoundError", "Temporary failure in name resolution", "Name or service not known",
+    "urlopen error", "Max retries exceeded with url", "ConnectError", "HF_HUB_OFFLINE",
+)), re.IGNORECASE)
 
 
 def refuse_network() -> None:

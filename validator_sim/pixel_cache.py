@@ -53,11 +53,15 @@ import numpy as np
 from discriminator.errors import UsageError
 from validator_sim import decode, preprocess
 from validator_sim.decode import DecodeError, DecordChannelClip, MediaSource, decoder_versions
+from validator_sim.prepare import prepare_sample
 from validator_sim.profiles import Profile
 
 #: Bumped when the on-disk layout changes; part of every recipe. 2: error entries keep a decord channel clip's kind
 #: (format-1 entries had lost it, so a cached ONNX-era rerun scored the datasets the evaluator lost).
 CACHE_FORMAT = 2
+#: The kit's own preparing function, as a recipe names it: recipes of any other `validator_sim` function are
+#: an older kit's (the function lived in validator_sim.run before), and never read again.
+KIT_PREPARE_FUNCTION = f"{prepare_sample.__module__}.{prepare_sample.__qualname__}"
 #: `kind` of an error entry for a `DecordChannelClip`.
 DECORD_CHANNELS = "decord-channels"
 DEFAULT_LIMIT_BYTES = 10 * 1024**3
@@ -196,15 +200,14 @@ def _staleness(recipe: "PixelRecipe") -> str:
     changed = sorted(k for k in set(recipe.decoders) | set(installed) if recipe.decoders.get(k) != installed.get(k))
     if changed:
         return f"other {', '.join(changed)}"
-    if recipe.function == "validator_sim.run.prepare_sample" and recipe.code != _current_code_digest():
+    if recipe.function.startswith("validator_sim.") and (recipe.function != KIT_PREPARE_FUNCTION
+                                                         or recipe.code != _current_code_digest()):
         return "another kit's code"
     return ""
 
 
 @lru_cache(maxsize=1)
 def _current_code_digest() -> str:
-    from validator_sim.run import prepare_sample
-
     return _code_digest(inspect.getsource(prepare_sample))
 
 

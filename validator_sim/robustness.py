@@ -31,6 +31,7 @@ from PIL import Image
 from validator_sim.datasets import Listing, binary_label, class_label, iter_payloads
 from validator_sim.decode import DecodeError, decode_image, decode_video, frame_to_rgb, video_decoder
 from validator_sim.preprocess import clip_to_tchw, image_to_chw
+from validator_sim.scoring import score_row
 
 if TYPE_CHECKING:
     from validator_sim.run import RunState
@@ -97,8 +98,6 @@ def augment_clip(frames: list[np.ndarray]) -> list[np.ndarray]:
 
 def run_robustness_pass(state: "RunState", session: "ModelSession", per_dataset: int, aug_weight: float) -> dict[str, Any]:
     """Score `per_dataset` re-encoded samples of every dataset; returns the records for the report."""
-    from validator_sim.run import score_row
-
     io_, profile = state.model_io, state.profile
     records: list[dict[str, Any]] = []
     skipped: dict[str, list[tuple[str, str]]] = {}

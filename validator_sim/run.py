@@ -39,11 +39,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from discriminator.artifact import Artifact, formats_in, load_artifact
+from discriminator.check.bundle_context import bundle_modality
 from discriminator.errors import InputError, KitError, OutputExistsError, UsageError
+from discriminator.formats import FORMATS, format_row
 from discriminator.spec import DetectorSpec
 from validator_sim.datasets import (
     RENDERED_READINGS,
@@ -55,13 +56,13 @@ from validator_sim.datasets import (
     iter_payloads,
     list_samples,
 )
-from validator_sim.decode import DecodeError, DecordChannelClip, decode_image, decode_video, video_decoder
-from validator_sim.metrics import MULTICLASS_K, decide_with_probs, project_probs
+from validator_sim.decode import DecodeError, DecordChannelClip
+from validator_sim.metrics import MULTICLASS_K
 from validator_sim.pixel_cache import PixelCache, pixel_recipe
-from validator_sim.preprocess import clip_to_tchw, image_to_chw
+from validator_sim.prepare import prepare_sample
 from validator_sim.profiles import DEFAULT_PROFILE, Profile, get_profile
 from validator_sim.sample_feed import SampleFeed
-from validator_sim.scoring import ScoringOptions
+from validator_sim.scoring import ScoringOptions, score_row
 from validator_sim.shard_plan import BatchOutcome, Inference, Shard, ShardLink, ShardReport
 from validator_sim.session import ModelIO, ModelSession, OnnxSession, default_threads, open_bundle_session
 from validator_sim.timing import StageTimings
@@ -207,23 +208,6 @@ def spec_mismatches(spec: DetectorSpec | None, model_io: ModelIO) -> list[str]:
     if model_io.modality == "video" and spec.frames is not None and spec.frames != model_io.frames:
         found.append(f"the manifest says T={spec.frames} but the validator will send T={model_io.frames}")
     return found
-
-
-def prepare_sample(payload: bytes | Path, model_io: ModelIO, profile: Profile, frame_rate: float | None,
-                    decode_threads: int) -> np.ndarray | DecodeError:
-    """One payload → the model's uint8 layout, or the DecodeError that drops it."""
-    try:
-        if model_io.modality == "image":
-            return image_to_chw(decode_image(payload, profile.image_resave),
-                                model_io.height, model_io.width, profile.resize)
-        assert model_io.frames is not None
-        frames = decode_video(payload, model_io.frames, frame_rate, profile.fallback_fps, decode_threads,
-                              video_decoder(profile))
-        return clip_to_tchw(frames, model_io.frames, model_io.height, model_io.width, profile.resize)
-    except DecodeError as exc:
-        return exc
-    except cv2.error as exc:
-        return DecodeError("cannot be resized", str(exc).strip().splitlines()[-1])
 
 
 _END = object()
@@ -438,24 +422,33 @@ MODALITY_GUESSED = "the bundle does not say whether it is an image or a video mo
 
 def open_model(artifact: Artifact, profile: Profile, threads: int, modality: str | None, datasets: list[Dataset],
                stack: ExitStack) -> tuple[ModelSession, str]:
-    """The session for the artifact's format, and the model's display name."""
-    if artifact.format == "bundle":
-        from discriminator.check.bundle_context import bundle_modality
+    """The session for the artifact's format (its row's `open_session`), and the model's display name."""
+    return FORMATS[artifact.format].open_session(artifact, profile, threads, modality, datasets, stack)
 
-        declared = bundle_modality(artifact, modality)  # --modality, the spec, model.py's MODALITY, the YAML
-        inferred = None if declared else _only_modality(datasets)
-        bundle_dir = stack.enter_context(artifact.bundle_dir())
-        name = artifact.spec.name if artifact.spec else (artifact.source.stem if artifact.source.is_file()
-                                                          else artifact.source.name)
-        session = open_bundle_session(bundle_dir, declared or inferred, profile, threads)
-        if hasattr(session, "close"):
-            stack.callback(session.close)
-        if inferred:
-            session.io = replace(session.io, warnings=(*session.io.warnings, (
-                f"{MODALITY_GUESSED}, so it is benched as "
-                f"{'an image' if inferred == 'image' else 'a video'} model because the datasets are {inferred}: if that is wrong, every batch fails — pass --modality "
-                "or add `modality:` to its model_config.yaml")))
-        return session, name
+
+def open_bundle_model(artifact: Artifact, profile: Profile, threads: int, modality: str | None, datasets: list[Dataset],
+                      stack: ExitStack) -> tuple[ModelSession, str]:
+    """A bundle run as the evaluator runs it, in the modality it declares or, failing that, its datasets' (the bundle
+    row's `open_session`)."""
+    declared = bundle_modality(artifact, modality)  # --modality, the spec, model.py's MODALITY, the YAML
+    inferred = None if declared else _only_modality(datasets)
+    bundle_dir = stack.enter_context(artifact.bundle_dir())
+    name = artifact.spec.name if artifact.spec else (artifact.source.stem if artifact.source.is_file()
+                                                      else artifact.source.name)
+    session = open_bundle_session(bundle_dir, declared or inferred, profile, threads)
+    if hasattr(session, "close"):
+        stack.callback(session.close)
+    if inferred:
+        session.io = replace(session.io, warnings=(*session.io.warnings, (
+            f"{MODALITY_GUESSED}, so it is benched as "
+            f"{'an image' if inferred == 'image' else 'a video'} model because the datasets are {inferred}: if that is wrong, every batch fails — pass --modality "
+            "or add `modality:` to its model_config.yaml")))
+    return session, name
+
+
+def open_onnx_model(artifact: Artifact, profile: Profile, threads: int, modality: str | None, datasets: list[Dataset],
+                    stack: ExitStack) -> tuple[ModelSession, str]:
+    """An ONNX model in onnxruntime (the onnx row's `open_session`); its graph says its modality."""
     name = artifact.spec.name if artifact.spec else Path(artifact.onnx_name).stem
     return OnnxSession(artifact.onnx_bytes, profile, threads), name
 
@@ -463,10 +456,8 @@ def open_model(artifact: Artifact, profile: Profile, threads: int, modality: str
 def default_profile(model_path: Path | str, model_format: str | None = None) -> str:
     """The era a model is benched under when `--profile` is not given: `current` (the network today) for a bundle,
     or a build folder holding one; the ONNX era's rules for an ONNX file, which only that era accepted."""
-    from discriminator.artifact import formats_in
-
     formats = (model_format,) if model_format else (formats_in(model_path) if Path(model_path).exists() else ())
-    return "current" if "bundle" in formats or not formats else DEFAULT_PROFILE
+    return "current" if not formats or any(format_row(f).accepted_now for f in formats) else DEFAULT_PROFILE
 
 
 def load_model_artifact(model_path: Path | str, model_format: str | None, profile: Profile) -> Artifact:
@@ -840,18 +831,6 @@ def _record_inference(state: RunState, plan: DatasetPlan, keys: list[str], infer
         for key, row in zip(keys, inference.logits):
             state.records.append({**base, "sample": key, **score_row(row, state, base["label"], base["class_label"]),
                                   "inference_ms": per_sample_ms, "batch_inference_ms": batch_ms, "error": None})
-
-
-def score_row(row: np.ndarray, state: RunState, label: int, class_index: int) -> dict[str, Any]:
-    """One output row → the record fields the scoring reads (binary decision, p_ai, probabilities, projection)."""
-    pred, p_ai, probs = decide_with_probs(row, state.profile)
-    projected = project_probs(probs, p_ai, state.scoring.num_classes)
-    if state.profile.accuracy_against == "multiclass":
-        correct = int(np.argmax(projected)) == class_index
-    else:
-        correct = pred == label
-    return {"status": "ok", "predicted": pred, "probs": [float(p) for p in probs], "p_ai": p_ai, "correct": correct,
-            "class_probs": [float(p) for p in projected], "nan": bool(math.isnan(p_ai))}
 
 
 def raise_if_unusable(result: BenchResult) -> None:

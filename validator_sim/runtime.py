@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -35,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from validator_sim.bundle_runtime import NO_NETWORK_MARKER
 
 #: The evaluator these pins come from.
 EVALUATOR = "gasbench 0.11.1"
@@ -343,15 +341,3 @@ def remove_runtime() -> Path | None:
 def describe_bytes(size: int) -> str:
     return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
 
-
-def is_network_failure(text: str) -> bool:
-    """Whether a load failure's message or traceback shows a model reaching for the network."""
-    return bool(_NETWORK_FAILURE.search(text))
-
-
-#: The worker's own refusal, and what Hugging Face, torch.hub and urllib say when a host cannot be reached.
-_NETWORK_FAILURE = re.compile("|".join(re.escape(s) for s in (
-    NO_NETWORK_MARKER, "couldn't connect to", "offline mode is enabled", "OfflineModeIsEnabled",
-    "LocalEntryNotFoundError", "Temporary failure in name resolution", "Name or service not known",
-    "urlopen error", "Max retries exceeded with url", "ConnectError", "HF_HUB_OFFLINE",
-)), re.IGNORECASE)

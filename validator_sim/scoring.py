@@ -8,9 +8,10 @@ go into them. Records are dicts with `dataset`, `sample`, `status`, `label` (bin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -19,11 +20,16 @@ from validator_sim.metrics import (
     BRIER_BASELINE,
     EPS,
     PROVENANCE_CLASSES,
+    decide_with_probs,
+    project_probs,
     provenance_of,
     provenance_weights,
     score_samples,
     sn34_from,
 )
+
+if TYPE_CHECKING:
+    from validator_sim.run import RunState
 
 Scoring = Literal["binary", "multiclass"]
 #: A new model takes a lane only with sn34 ≥ the king's + this (current-contract §1).
@@ -80,6 +86,18 @@ def _arrays(rows: list[dict[str, Any]], k: int) -> tuple[np.ndarray, ...]:
     class_labels = np.array([r["class_label"] for r in rows], dtype=np.int64)
     class_probs = np.array([r["class_probs"] for r in rows], dtype=np.float64).reshape(len(rows), k)
     return labels, preds, p_ai, class_labels, class_probs
+
+
+def score_row(row: np.ndarray, state: "RunState", label: int, class_index: int) -> dict[str, Any]:
+    """One output row → the record fields the scoring reads (binary decision, p_ai, probabilities, projection)."""
+    pred, p_ai, probs = decide_with_probs(row, state.profile)
+    projected = project_probs(probs, p_ai, state.scoring.num_classes)
+    if state.profile.accuracy_against == "multiclass":
+        correct = int(np.argmax(projected)) == class_index
+    else:
+        correct = pred == label
+    return {"status": "ok", "predicted": pred, "probs": [float(p) for p in probs], "p_ai": p_ai, "correct": correct,
+            "class_probs": [float(p) for p in projected], "nan": bool(math.isnan(p_ai))}
 
 
 def score_rows(rows: list[dict[str, Any]], options: ScoringOptions, weights: np.ndarray | None = None) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from discriminator import __version__
 from discriminator.errors import ExportError, UsageError
-from discriminator.spec import DetectorSpec
+from discriminator.spec import DetectorSpec, sha256_file
 from discriminator.wrapper import Backbone, BundleRecipe
 
 TEMPLATE_PATH = Path(__file__).with_name("template.py")
@@ -211,8 +211,6 @@ def write_bundle(detector: Any, backbone: Backbone, spec: DetectorSpec, director
     torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
     stored = copy.deepcopy(detector).to(torch_dtype) if dtype != "float32" else detector
     save_model(stored, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "sn34_kit.spec": spec.to_json()})
-    from discriminator.build import sha256_file
-
     files = {name: sha256_file(directory / name) for name in BUNDLE_FILES}
     size = sum((directory / name).stat().st_size for name in BUNDLE_FILES)
     return EmittedBundle(directory=directory, files=files, dtype=dtype, size_bytes=size)

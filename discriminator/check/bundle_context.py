@@ -33,7 +33,7 @@ from discriminator.bundle.analyzer import Violation, analyze_source
 from discriminator.check.context import PROBES, RunOutcome
 from discriminator.errors import UsageError
 from discriminator.spec import DetectorSpec
-from validator_sim.bundle_runtime import BATCH_SIZES, RECORDED_LIBRARIES, BundleError, BundleWorker
+from validator_sim.bundle_runtime import BATCH_SIZES, RECORDED_LIBRARIES, BundleError, BundleWorker, is_network_failure
 
 #: Seconds one batch may take before the bundle is called hung (`--time-limit`).
 DEFAULT_TIME_LIMIT_S = 120.0
@@ -346,7 +346,7 @@ def describe_load_error(error: BundleError, runtime_kind: str = "evaluator") -> 
     """One line for a failed load: the stage, what went wrong, the traceback's last line when it adds something,
     and what it means on the network when the cause is one the network meets differently or the same way.
     (A load that ran out of time is said by the runner, from `BundleContext.timeouts`.)"""
-    from validator_sim.runtime import EVALUATOR_PINS, is_network_failure
+    from validator_sim.runtime import EVALUATOR_PINS
 
     text = f"{error.stage}: {error.message}" + _last_line(error.detail, error.message)
     if is_network_failure(f"{error.message}\n{error.detail}"):

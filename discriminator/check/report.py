@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from discriminator.check.runner import CheckReport
+from discriminator.formats import FORMATS
 
 #: How each status is drawn.
 STATUS_MARKS = {"pass": "[green]✓[/]", "warn": "[yellow]⚠[/]", "fail": "[bold red]✗[/]", "skip": "[dim]–[/]"}
@@ -14,7 +15,7 @@ STATUS_MARKS = {"pass": "[green]✓[/]", "warn": "[yellow]⚠[/]", "fail": "[bol
 
 def report_table(report: CheckReport) -> Table:
     modality = report.modality or "unknown modality"
-    engine = f"onnxruntime ≥ {report.ort_min}" if report.format == "onnx" else "torch on CPU, loaded as the evaluator loads it"
+    engine = FORMATS[report.format].check_engine.format(ort_min=report.ort_min)
     table = Table(title=f"kit check: {escape(report.source)} ({report.format}, {modality}, {engine})",
                   title_justify="left", show_lines=False)
     table.add_column("", no_wrap=True)

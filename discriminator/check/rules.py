@@ -23,6 +23,7 @@ from discriminator.check.context import (
     VALIDATOR_DEFAULT_SIZE,
     CheckContext,
 )
+from discriminator.package_state import package_dir_for, package_states
 from discriminator.spec import VALIDATOR_DEFAULT_FRAMES, VALIDATOR_MAX_FRAMES
 
 #: The newest ai.onnx opset and ONNX IR version each onnxruntime release loads, by (major, minor).
@@ -459,8 +460,6 @@ def check_head_trained(ctx: CheckContext) -> Finding:
 
 
 def check_stale_package(ctx: CheckContext) -> Finding:
-    from discriminator.package import package_dir_for, package_states
-
     if ctx.artifact.container == "zip":
         return skipped("a zip is checked as it is")
     found = [s for s in package_states(package_dir_for(ctx.artifact)) if s.packages(ctx.artifact)]

@@ -2,12 +2,13 @@
 
 `run_check(path)` accepts an `.onnx` file, a bundle folder, a `kit build` folder or
 a submission zip, and checks one format (`format` picks one of a build folder's two);
-`run_checks(path)` checks every format the path holds. Each format has its own table
-(`RULES` for ONNX, `BUNDLE_RULES` for bundles) and context. A path that cannot be read
-at all raises `InputError` (exit 2); everything else about the model, however broken,
-becomes a rule result. A rule that goes wrong on a run that ran out of time (a bundle's
-`--time-limit`) is reported as that time-out with its own fix; a later rule that needs the
-same run is skipped, pointing at the first.
+`run_checks(path)` checks every format the path holds. Each format's row (formats.py)
+names its table (`RULES` for ONNX, `BUNDLE_RULES` for bundles) and its `check`, which
+builds the format's context and walks the table (`check_onnx`, `check_bundle` here).
+A path that cannot be read at all raises `InputError` (exit 2); everything else about
+the model, however broken, becomes a rule result. A rule that goes wrong on a run that
+ran out of time (a bundle's `--time-limit`) is reported as that time-out with its own
+fix; a later rule that needs the same run is skipped, pointing at the first.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from typing import Any
 
 from discriminator import __version__
 from discriminator.artifact import Artifact, formats_in, load_artifact
-from discriminator.check.bundle_context import BundleRunOptions
+from discriminator.check.bundle_context import BundleContext, BundleRunOptions
 from discriminator.check.context import CheckContext, default_threads
-from discriminator.check.rules import LATENCY_MODES, ORT_LIMITS, RULES, Finding, Rule
+from discriminator.check.rules import LATENCY_MODES, ORT_LIMITS, Finding, Rule
 from discriminator.errors import UsageError
+from discriminator.formats import FORMATS, format_row
 from discriminator.spec import MODALITIES
 
 STATUSES = ("pass", "warn", "fail", "skip")
@@ -120,10 +122,8 @@ def parse_ort_version(text: str) -> tuple[int, int]:
 
 
 def rules_for(fmt: str) -> tuple[Rule, ...]:
-    """The rule table of a format."""
-    from discriminator.check.rules_bundle import BUNDLE_RULES
-
-    return BUNDLE_RULES if fmt == "bundle" else RULES
+    """The rule table of a format (its row's `check_rules`)."""
+    return format_row(fmt).check_rules.resolve()
 
 
 def run_check(
@@ -157,10 +157,11 @@ def run_checks(path: Path | str, format: str | None = None, **options: Any) -> l
 
 def expected_modality(artifact: Artifact, requested: str | None = None) -> str | None:
     """The modality a check of `artifact` will use, found without running anything (None when the model says nothing)."""
-    if artifact.format == "bundle":
-        from discriminator.check.bundle_context import bundle_modality
+    return FORMATS[artifact.format].modality_of(artifact, requested)
 
-        return bundle_modality(artifact, requested)
+
+def onnx_modality(artifact: Artifact, requested: str | None = None) -> str | None:
+    """--modality, else the spec's, else the input rank's (the onnx row's `modality_of`)."""
     return CheckContext(artifact=artifact, ort_min=min(ORT_LIMITS), threads=1, requested_modality=requested).modality
 
 
@@ -180,31 +181,31 @@ def check_artifact(
         raise UsageError(f"latency {latency!r} is not one of {', '.join(LATENCY_MODES)}", "pass quick, full or off")
     version = parse_ort_version(ort_min)
     threads = threads or default_threads()
-    if artifact.format == "bundle":
-        report = _check_bundle(artifact, modality, version, threads, latency, on_rule,
-                               bundle_options or BundleRunOptions())
-    else:
-        ctx = CheckContext(artifact=artifact, ort_min=version, threads=threads,
-                           requested_modality=modality, latency=latency)
-        ctx.model  # noqa: B018 — parse now: an unreadable file is an InputError, not a rule result
-        report = _walk(RULES, ctx, _new_report(artifact, ctx.modality, version, threads), on_rule)
+    report = FORMATS[artifact.format].check(artifact, modality, version, threads, latency, on_rule, bundle_options)
     if source_label is not None:
         report.source = source_label
     return report
 
 
-def _check_bundle(artifact: Artifact, modality: str | None, version: tuple[int, int], threads: int,
-                  latency: str, on_rule: Callable[[Rule], None] | None,
-                  options: BundleRunOptions) -> CheckReport:
-    from discriminator.check.bundle_context import BundleContext
+def check_onnx(artifact: Artifact, modality: str | None, version: tuple[int, int], threads: int, latency: str,
+               on_rule: Callable[[Rule], None] | None, bundle_options: BundleRunOptions | None = None) -> CheckReport:
+    """Walk the ONNX rules over a model read with onnx and run with onnxruntime (the onnx row's `check`; it takes
+    `bundle_options` only because every row's `check` is called the same way)."""
+    ctx = CheckContext(artifact=artifact, ort_min=version, threads=threads, requested_modality=modality, latency=latency)
+    ctx.model  # noqa: B018 — parse now: an unreadable file is an InputError, not a rule result
+    return _walk(rules_for(artifact.format), ctx, _new_report(artifact, ctx.modality, version, threads), on_rule)
 
+
+def check_bundle(artifact: Artifact, modality: str | None, version: tuple[int, int], threads: int, latency: str,
+                 on_rule: Callable[[Rule], None] | None, bundle_options: BundleRunOptions | None = None) -> CheckReport:
+    """Walk the bundle rules over a bundle run in a worker as the evaluator runs it (the bundle row's `check`)."""
     with artifact.bundle_dir() as folder:
         ctx = BundleContext(artifact=artifact, folder=folder, threads=threads, requested_modality=modality,
-                            latency=latency, options=options)
+                            latency=latency, options=bundle_options or BundleRunOptions())
         if ctx.raw_config[1] is None:  # a readable YAML that says neither: ask (an unreadable one is config-yaml's)
             ctx.require_modality()
         try:
-            report = _walk(rules_for("bundle"), ctx, _new_report(artifact, ctx.modality, version, threads), on_rule)
+            report = _walk(rules_for(artifact.format), ctx, _new_report(artifact, ctx.modality, version, threads), on_rule)
             report.runtime = ctx.runtime_record()
             return report
         finally:

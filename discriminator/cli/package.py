@@ -9,6 +9,7 @@ import typer
 
 from discriminator.cli.check import DEVICE_HELP, TIME_LIMIT_HELP, rule_progress
 from discriminator.cli.common import PYTHON_HELP, console, err_console, examples_epilog, kit_command, print_success, use_python
+from discriminator.formats import FORMATS
 
 EXAMPLES = [
     ("kit package submissions/example-video/", "check and zip a `kit build` folder's bundle into submissions/example-video/video_bundle.zip"),
@@ -35,7 +36,7 @@ def package_command(
     python: Optional[str] = typer.Option(None, "--python", help=PYTHON_HELP),
 ) -> None:
     """Run `kit check`, refuse on any failure (warnings never block), then write the zip and its .json record."""
-    from discriminator.check import BUNDLE_RULES, RULES
+    from discriminator.check import rules_for
     from discriminator.check.bundle_context import BundleRunOptions
     from discriminator.check.report import print_report
     from discriminator.package import PUSH_COST_NOTE, CheckFailedError, last_bench_exam, package_submission
@@ -43,7 +44,7 @@ def package_command(
     use_python(python)
 
     try:
-        with rule_progress(max(len(RULES), len(BUNDLE_RULES))) as on_rule:
+        with rule_progress(max(len(rules_for(fmt)) for fmt in FORMATS)) as on_rule:
             result = package_submission(path, out_dir=out, hotkey=hotkey, force=force, modality=modality,
                                         ort_min=ort_min, threads=threads, on_rule=on_rule, format=format, name=name,
                                         allow_untrained=allow_untrained,
@@ -57,7 +58,7 @@ def package_command(
     console.print(f"sha256      {result.sha256}")
     if result.commitment:
         console.print(f"commitment  {result.commitment}")
-    if result.format == "onnx":
+    if not FORMATS[result.format].accepted_now:
         err_console.print("[bold yellow]! the network has refused ONNX submissions since 2026-02-03: this zip is the "
                           "ONNX-era artifact (for `kit bench --profile onnx-2026-02` and your records), not one to push. "
                           "Build a bundle (`kit build … --format both`) and package it with `kit package <build folder>`.[/]")

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from discriminator.errors import InputError, UsageError
-
-if TYPE_CHECKING:  # torch: `kit train`'s CLI reads checkpoints without loading it
-    from discriminator.wrapper import Backbone
+from discriminator.errors import InputError
 
 CHECKPOINT_FILE = "checkpoint.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -51,21 +48,3 @@ def read_checkpoint(directory: Path) -> dict[str, Any]:
             raise InputError(f"{directory / CHECKPOINT_FILE} has no {kind.__name__} '{key}'",
                              "re-create the checkpoint with `kit train`")
     return record
-
-
-def load_checkpoint_backbone(directory: Path, modality: str) -> tuple[Backbone, dict[str, Any]]:
-    from discriminator.registry import resolve_backbone
-
-    record = read_checkpoint(directory)
-    if record["modality"] != modality:
-        raise UsageError(f"{directory} is a checkpoint for {record['modality']}", f"run `kit build {record['modality']} --model {directory}`")
-    weights = directory / record.get("weights_file", WEIGHTS_FILE)
-    # `task` is recorded by `kit train --task classify` (a head added to a base model); `native_frames` by
-    # `--native-frames`: the recorded values win over the source's defaults, as the weights were trained with them.
-    backbone, defaults = resolve_backbone(record["source"], modality, task=record.get("task", "auto"),
-                                          options=record.get("source_options") or {}, weights=weights)
-    if record["spec"].get("native_frames"):
-        backbone.native_frames = int(record["spec"]["native_frames"])
-    backbone.head_trained = True
-    backbone.provenance.update({"checkpoint": str(directory), "trained_from": record["source"]})
-    return backbone, {**defaults, **record["spec"]}

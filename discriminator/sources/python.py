@@ -23,6 +23,7 @@ from typing import Any
 from torch import nn
 
 from discriminator.errors import InputError, KitError, UsageError, first_line
+from discriminator.sources.weights import apply_weights
 from discriminator.wrapper import Backbone
 
 
@@ -137,6 +138,4 @@ def load_python_backbone(target: str, weights: Path | None = None, task: str = "
     backbone.provenance["factory_options"] = for_factory
     if weights is None:
         backbone.notes.append("no --weights given: the module's own initialisation is exported as is")
-    from discriminator.registry import apply_weights
-
     return apply_weights(backbone, weights)

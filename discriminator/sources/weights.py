@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from discriminator.errors import InputError, first_line
+from discriminator.wrapper import Backbone
 
 
 #: Prefixes training wrappers put before every key of a state dict.
@@ -67,3 +68,12 @@ def load_weights_into(module: nn.Module, path: Path) -> None:
         raise InputError(f"weights in {path} do not fit the model: {', '.join(detail)}",
                          "use the weights saved from this same architecture (same --model and --model-option values)")
     module.load_state_dict(state, strict=True)
+
+
+def apply_weights(backbone: Backbone, weights: Path | None) -> Backbone:
+    """Load `--weights` into the backbone's module (strictly) and record where they came from."""
+    if weights is not None:
+        load_weights_into(backbone.module, weights)
+        backbone.head_trained = True
+    backbone.provenance["weights"] = str(weights) if weights is not None else backbone.provenance.get("weights", "as loaded")
+    return backbone
