@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-#: Three forwards of a conv whose output is ~100 MiB, after a warm-up: the page faults they cost and their bytes.
+#: Three forwards of a conv whose output is ~100 MiB, after a warm-up of the same shape: the page faults they cost and their bytes.
 PROBE = """
 import hashlib, json, resource, torch
 from validator_sim.bundle_runtime import keep_freed_memory
@@ -23,7 +23,8 @@ conv = torch.nn.Conv2d(3, 32, 3, padding=1)
 x = torch.rand(64, 3, 112, 112)
 digest = hashlib.sha256()
 with torch.no_grad():
-    conv(x)
+    for _ in range(2):  # warm-ups shaped like a timed forward (output + its bytes): the heap reaches its peak here,
+        conv(x).numpy().tobytes()  # whichever free chunks the imports happened to leave (one warm-up was not always enough)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(3):
         digest.update(conv(x).numpy().tobytes())
