@@ -203,14 +203,15 @@ def test_ctrl_c_while_the_copies_are_computed_leaves_no_run_behind(tmp_path, ima
 
 
 def test_the_demo_preset_key_becomes_the_flag(monkeypatch):
+    monkeypatch.delitem(DEMO_PRESETS["image"], "robustness_augment", raising=False)
     assert "--robustness-augment" not in train_args("image", Path("d"), Path("runs/x"))
-    monkeypatch.setitem(DEMO_PRESETS["image"], "robustness_augment", 0.5)
+    monkeypatch.setitem(DEMO_PRESETS["image"], "robustness_augment", 0.25)
     args = train_args("image", Path("d"), Path("runs/x"))
-    assert args[args.index("--robustness-augment") + 1] == "0.5"
+    assert args[args.index("--robustness-augment") + 1] == "0.25"
     group = typer.main.get_command(app)
     with click.Context(group) as parent:
         context = group.commands["train"].make_context("train", args[1:], parent=parent)
-    assert context.params["robustness_augment"] == 0.5
+    assert context.params["robustness_augment"] == 0.25
 
 
 def test_from_bundle_trains_on_the_copies_too(tmp_path, image_splits):

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # discriminator.train imports torch: only the commands that t
     from discriminator.train.calibration import CalibrationReport
 
 TRAIN_EXAMPLES = [
-    ("kit train video --data demo_data/train --val demo_data/val --height 112 --width 112 --native-frames 4 --model-option channels=8,16,32,64 --batch-size 8 --lr 2e-3 --epochs 16",
+    ("kit train video --data demo_data/train --val demo_data/val --height 112 --width 112 --native-frames 4 --model-option channels=8,16,32,64 --batch-size 8 --lr 3e-3 --epochs 16 --robustness-augment 0.5",
      "fine-tune the small example video CNN on the demo data → runs/video/ (what `make demo` runs)"),
     ("kit train image --data data/train --val data/val --model hf:./my-vit-base --mode probe --out runs/vit-probe",
      "linear probe: freeze a local HF base model, fit a 3-class head on its cached pooled embeddings"),
