@@ -27,33 +27,57 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from discriminator.train.calibration import score_logits
-from discriminator.train.data import load_split
-from discriminator.train.presets import DEMO_PRESETS, demo_train_request
-from discriminator.train.trainer import _prepare_model, predict_logits, train_detector
 from discriminator.demo import TARGETS
+from discriminator.sources.checkpoint import read_checkpoint
+from discriminator.spec import DetectorSpec
+from discriminator.train.calibration import ScoreCard, score_logits
+from discriminator.train.data import LoadedSplit, load_split
+from discriminator.train.presets import DEMO_PRESETS, demo_train_request
+from discriminator.train.trainer import TrainResult, _prepare_model, predict_logits, train_detector
+from discriminator.wrapper import Detector
+
+
+def train_preset(demo: Path, modality: str, seed: int, threads: int, out: Path, **overrides: Any) -> tuple[TrainResult, float]:
+    """Train the demo preset (plus `overrides`) with `seed` on `threads` torch threads into `out`; (result, wall s)."""
+    torch.set_num_threads(threads)
+    options = {**DEMO_PRESETS[modality].get("source_options", {}), "seed": seed}
+    started = time.perf_counter()
+    result = train_detector(demo_train_request(modality, demo, out, force=True, show_progress=False, seed=seed,
+                                               source_options=options, **overrides))
+    assert result is not None
+    return result, time.perf_counter() - started
+
+
+def load_kept(checkpoint: Path) -> tuple[Detector, DetectorSpec]:
+    """The checkpoint's detector (its logits at T = 1) and its spec (the calibrated temperature)."""
+    prepared = _prepare_model(read_checkpoint(checkpoint)["modality"], str(checkpoint), None, None, None, {})
+    return prepared.detector, prepared.spec
+
+
+def load_for(spec: DetectorSpec, split: Path, profile: str) -> LoadedSplit:
+    """Every decodable sample of `split` with `profile`'s pixels at the detector's size and frame count."""
+    return load_split(split, spec.modality, spec.height, spec.width, spec.frames, spec.class_names, profile)
+
+
+def score_split(detector: Detector, spec: DetectorSpec, split: LoadedSplit, profile: str) -> ScoreCard:
+    """The detector scored on `split` as `kit bench` scores the built model under `profile` (at its temperature)."""
+    logits = predict_logits(detector, split.inputs)
+    return score_logits(logits.numpy(), split.media_labels, spec.temperature, profile)
 
 
 def run_one(demo: Path, modality: str, seed: int, threads: int, work: Path) -> dict:
     """Train the preset with `seed` on `threads` torch threads; score the checkpoint on the test split both ways."""
-    torch.set_num_threads(threads)
     out = work / f"{modality}-{seed}-{threads}"
-    options = {**DEMO_PRESETS[modality].get("source_options", {}), "seed": seed}
-    started = time.perf_counter()
-    result = train_detector(demo_train_request(modality, demo, out, force=True, show_progress=False, seed=seed,
-                                               source_options=options))
-    assert result is not None
-    wall = time.perf_counter() - started
-    prepared = _prepare_model(modality, str(out), None, None, None, {})
-    spec = prepared.spec
+    result, wall = train_preset(demo, modality, seed, threads, out)
+    detector, spec = load_kept(out)
     cards = {}
     for profile in ("current", "onnx-2026-02"):
-        test = load_split(demo / "test", modality, spec.height, spec.width, spec.frames, spec.class_names, profile)
-        cards[profile] = score_logits(predict_logits(prepared.detector, test.inputs).numpy(), test.media_labels,
-                                      spec.temperature, profile)
+        test = load_for(spec, demo / "test", profile)
+        cards[profile] = score_split(detector, spec, test, profile)
     today, onnx = cards["current"], cards["onnx-2026-02"]
     return {"modality": modality, "seed": seed, "threads": threads, "best_epoch": result.best_epoch, "epochs": result.epochs,
             "multiclass_accuracy": today.multiclass_accuracy, "multiclass_sn34": today.multiclass_sn34,

@@ -68,7 +68,8 @@ def train_args(modality: str, data: Path, out: Path, seed: int = 0) -> list[str]
         text = ",".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
         args += ["--model-option", f"{key}={text}"]
     flags = {"height": "--height", "width": "--width", "native_frames": "--native-frames", "mode": "--mode",
-             "epochs": "--epochs", "batch_size": "--batch-size", "learning_rate": "--lr"}
+             "epochs": "--epochs", "batch_size": "--batch-size", "learning_rate": "--lr",
+             "robustness_augment": "--robustness-augment"}
     for key, flag in flags.items():
         if key in preset:
             args += [flag, str(preset[key])]

@@ -46,6 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -182,13 +183,15 @@ class PixelRecipe:
 
 
 def pixel_recipe(function: Callable[..., Any], profile: Profile, modality: str, height: int, width: int,
-                 frames: int | None, frame_rate: float | None) -> PixelRecipe:
-    """The recipe of samples prepared by `function` under `profile` for a model taking `modality` at H×W (×T)."""
+                 frames: int | None, frame_rate: float | None, modules: tuple[ModuleType, ...] = ()) -> PixelRecipe:
+    """The recipe of samples prepared by `function` under `profile` for a model taking `modality` at H×W (×T);
+    `modules` are further modules whose code decides the pixels (e.g. the robustness chain's), hashed with it."""
+    source = inspect.getsource(function) + "".join(inspect.getsource(module) for module in modules)
     return PixelRecipe(
         modality=modality, height=height, width=width, frames=frames if modality == "video" else None,
         frame_rate=frame_rate, profile=json.loads(json.dumps(dataclasses.asdict(profile), default=str)),
         function=f"{function.__module__}.{function.__qualname__}",
-        code=_code_digest(inspect.getsource(function)), decoders=decoder_versions(),
+        code=_code_digest(source), decoders=decoder_versions(),
     )
 
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # discriminator.train imports torch: only the commands that t
     from discriminator.train.calibration import CalibrationReport
 
 TRAIN_EXAMPLES = [
-    ("kit train video --data demo_data/train --val demo_data/val --height 112 --width 112 --native-frames 4 --model-option channels=8,16,32,64 --batch-size 8 --lr 3e-3 --epochs 16 --threads 1",
+    ("kit train video --data demo_data/train --val demo_data/val --height 112 --width 112 --native-frames 4 --model-option channels=8,16,32,64 --batch-size 8 --lr 3e-3 --epochs 16 --robustness-augment 0.5 --threads 1",
      "fine-tune the small example video CNN on the demo data → runs/video/ (`make demo`'s recipe; it also passes --model-option seed=0 --seed 0)"),
     ("kit train image --data data/train --val data/val --model hf:./my-vit-base --mode probe --out runs/vit-probe",
      "linear probe: freeze a local HF base model, fit a 3-class head on its cached pooled embeddings"),
@@ -37,6 +37,8 @@ TRAIN_EXAMPLES = [
      "one process per GPU (DDP); rank 0 validates and writes the checkpoint"),
     ("kit train video --data d/train --val d/val --model runs/video --epochs 5 --lr 5e-4 --out runs/video2",
      "continue from an earlier checkpoint"),
+    ("kit train image --data demo_data/train --val demo_data/val --model-option channels=8,16,32,64 --lr 3e-3 --robustness-augment 0.5",
+     "also train on half of each dataset's samples as the evaluator's robustness pass re-encodes them (JPEG/WebP; H.264 for video)"),
     ("kit train video --from-bundle their_bundle/ --data d/train --val d/val --mode probe",
      "give anyone's 2-class bundle a 3-class head through its own load_model → their_bundle-3class/"),
     ("kit build video --model runs/video", "then export the checkpoint (its size, frames and temperature come with it)"),
@@ -113,6 +115,7 @@ def train_command(
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Fit a temperature on --val after training (on by default)."),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Random horizontal flips while fine-tuning."),
     ema: bool = typer.Option(True, "--ema/--no-ema", help="Validate and keep a moving average of the weights (fine-tuning)."),
+    robustness_augment: float = typer.Option(0.0, "--robustness-augment", metavar="P", help="Share (0–1) of each training dataset's samples also trained on as the evaluator's robustness pass sees them (images ×0.5 down/up, JPEG q55 → WebP q75 → JPEG q80; clips H.264 CRF 23), as extra samples computed once at load, picked by --seed. Costs (1 + P)× the training steps. Default 0 (off); e.g. --robustness-augment 0.5."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Checkpoint folder. Default runs/<modality>/ (with --from-bundle: <bundle>-3class/ beside it)."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace an existing checkpoint in --out."),
     threads: Optional[int] = typer.Option(None, "--threads", help="PyTorch threads for training and validation. Default: one per core. On a machine other jobs load, 1 is often several times faster (two threads wait on each other whenever a core is taken away)."),
@@ -135,7 +138,7 @@ def train_command(
                              "model_config.yaml decide the model, its size and frames, and the head is 3 classes",
                              "drop them, or train a kit source with --model instead")
         _train_from_bundle(modality.value, from_bundle, data, val, mode.value, epochs, batch_size, lr, seed, out, force,
-                           calibrate, profile)
+                           calibrate, profile, robustness_augment)
         return
     from discriminator.train import TrainRequest, train_detector
 
@@ -144,7 +147,7 @@ def train_command(
         learning_rate=lr, height=height, width=width, frames=frames, native_frames=native_frames, seed=seed, out=out,
         force=force, calibrate=calibrate, augment=augment, ema=ema, source_options=parse_model_options(model_option),
         profile=profile, task=task.value, train_last=train_last, class_names=_parse_classes(classes),
-        select_by=select_by.value if select_by else None,
+        select_by=select_by.value if select_by else None, robustness_augment=robustness_augment,
     )
 
     def on_epoch(record) -> None:
@@ -172,7 +175,7 @@ def train_command(
 
 def _train_from_bundle(modality: str, bundle: Path, data: Path, val: Path, mode: str, epochs: int | None,
                        batch_size: int | None, lr: float | None, seed: int, out: Path | None, force: bool,
-                       calibrate: bool, profile: str) -> None:
+                       calibrate: bool, profile: str, robustness_augment: float) -> None:
     from discriminator.train.from_bundle import BundleTrainRequest, train_from_bundle
 
     def on_epoch(epoch: int, train_loss: float | None, card) -> None:
@@ -183,7 +186,8 @@ def _train_from_bundle(modality: str, bundle: Path, data: Path, val: Path, mode:
 
     result = train_from_bundle(BundleTrainRequest(modality=modality, bundle=bundle, data=data, val=val, mode=mode, epochs=epochs,
                                                   learning_rate=lr, batch_size=batch_size, seed=seed, out=out, force=force,
-                                                  calibrate=calibrate, profile=profile),
+                                                  calibrate=calibrate, profile=profile,
+                                                  robustness_augment=robustness_augment),
                                on_epoch=on_epoch, on_step=lambda message: err_console.print(f"  · {message}"))
     if result.calibration:
         console.print(calibration_table(result.calibration, f"validation, {profile} pixels, temperature fitted for the "

@@ -43,7 +43,15 @@ from torch import nn
 
 from discriminator.errors import InputError, OutputExistsError, UsageError
 from discriminator.train.calibration import CalibrationReport, calibrate_logits, profile_scoring, score_logits
-from discriminator.train.data import MEDIA_TYPES, LoadedSplit, check_media_type_folders, load_split, require_both_classes
+from discriminator.train.data import (
+    MEDIA_TYPES,
+    LoadedSplit,
+    check_media_type_folders,
+    check_robustness_fraction,
+    load_split,
+    require_both_classes,
+    robustness_copies,
+)
 from discriminator.train.trainer import MODES, WEIGHT_DECAY, _World, epoch_batches, warmup_cosine
 from validator_sim.bundle_runtime import (
     CONFIG_FILE,
@@ -87,6 +95,8 @@ class BundleTrainRequest:
     force: bool = False
     calibrate: bool = True
     profile: str = TRAIN_PROFILE
+    #: Share of each training dataset's samples also trained on through the evaluator's robustness chain (0: none).
+    robustness_augment: float = 0.0
 
 
 @dataclass
@@ -108,6 +118,8 @@ class BundleTrainResult:
     val_multiclass_accuracy: float
     verify_max_diff: float
     seconds: float
+    #: Robustness copies trained on beside the decoded training samples.
+    robustness_copies: int = 0
 
 
 def default_out(bundle: Path) -> Path:
@@ -319,6 +331,7 @@ def train_from_bundle(request: BundleTrainRequest, on_epoch: Callable[[int, floa
     for name, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--lr", learning_rate)):
         if not value > 0:
             raise UsageError(f"{name} must be positive, got {value}", f"pass a positive {name}")
+    check_robustness_fraction(request.robustness_augment)
     out = Path(request.out) if request.out else default_out(bundle)
     _prepare_out(out, bundle, request.force)
     for directory in (request.data, request.val):
@@ -343,7 +356,12 @@ def train_from_bundle(request: BundleTrainRequest, on_epoch: Callable[[int, floa
                                   MEDIA_TYPES, request.profile)
         require_both_classes(splits[name], directory, f"--{'data' if name == 'train' else 'val'}")
     train, val = splits["train"], splits["val"]
-    step(f"decoded {len(train)} train and {len(val)} validation samples")
+    decoded = len(train)
+    if request.robustness_augment > 0:
+        train = train + robustness_copies(train, request.robustness_augment, request.seed, request.modality, config.height,
+                                          config.width, config.num_frames, MEDIA_TYPES, request.profile)
+    step(f"decoded {decoded} train" + (f" (+ {len(train) - decoded} robustness copies)" if request.robustness_augment > 0 else "")
+         + f" and {len(val)} validation samples")
 
     head = model.get_submodule(head_name)
     head_ids = {id(p) for p in head.parameters()}
@@ -410,4 +428,4 @@ def train_from_bundle(request: BundleTrainRequest, on_epoch: Callable[[int, floa
                              best_epoch=best_epoch, epochs=epochs, scoring=scoring, temperature=temperature,
                              calibration=calibration, val_multiclass_sn34=final.multiclass_sn34, val_sn34=final.sn34,
                              val_multiclass_accuracy=final.multiclass_accuracy, verify_max_diff=diff,
-                             seconds=time.perf_counter() - started)
+                             seconds=time.perf_counter() - started, robustness_copies=len(train) - decoded)

@@ -17,6 +17,11 @@ as AI. Two modes, as miners use them:
   fitted on the cached features. This is the base-model / embeddings route: a base
   (headless) Hugging Face model gets a linear head on its pooled embedding.
 
+With `robustness_augment` P > 0, a seeded P-share of each training dataset's samples
+is also put through the evaluator's robustness chain once, at load, and trained on as
+extra samples with the same labels (`data.robustness_copies`); validation stays clean,
+as the network's base pass is.
+
 Each epoch is scored on the validation split with the validator's metrics under
 both scorings; the weights with the best validation sn34 of the selection scoring
 (the profile's: multiclass under `current`, binary under `onnx-2026-02`; or
@@ -61,7 +66,14 @@ from discriminator.registry import resolve_backbone
 from discriminator.sources.checkpoint import CHECKPOINT_FILE, WEIGHTS_FILE, is_checkpoint_dir, read_checkpoint, write_checkpoint
 from discriminator.spec import DetectorSpec
 from discriminator.train.calibration import SCORINGS, CalibrationReport, ScoreCard, calibrate_logits, profile_scoring, score_logits
-from discriminator.train.data import LoadedSplit, check_media_type_folders, load_split, require_both_classes
+from discriminator.train.data import (
+    LoadedSplit,
+    check_media_type_folders,
+    check_robustness_fraction,
+    load_split,
+    require_both_classes,
+    robustness_copies,
+)
 from discriminator.wrapper import Backbone, Detector
 from validator_sim.bundle_runtime import keep_freed_memory
 from validator_sim.profiles import TRAIN_PROFILE, get_profile
@@ -130,6 +142,9 @@ class TrainRequest:
     warmup_epochs: float = 1.0
     #: Validate and keep an exponential moving average of the weights (finetune).
     ema: bool = True
+    #: Share (0–1) of each training dataset's samples also seen through the evaluator's robustness chain,
+    #: as extra samples computed once at load (`discriminator.train.data.robustness_copies`); 0: none.
+    robustness_augment: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -164,6 +179,7 @@ class TrainResult:
     #: Validation metrics of the kept weights at T = 1 (None when nothing was calibrated: see `calibration`).
     calibration: CalibrationReport | None
     final: ScoreCard
+    #: Decoded training samples, not counting the robustness copies.
     train_samples: int
     val_samples: int
     dropped: dict[str, dict[str, int]]
@@ -174,6 +190,8 @@ class TrainResult:
     processes: int = 1
     #: "12 of 12 blocks" style note when `train_last` froze the rest.
     trained_part: str = "all parameters"
+    #: Robustness copies trained on beside the decoded samples (`robustness_augment`).
+    robustness_copies: int = 0
 
 
 class TrainingInterrupted(KitError):
@@ -430,6 +448,7 @@ def train_detector(request: TrainRequest, on_epoch: Callable[[EpochRecord], None
     for name, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--lr", learning_rate)):
         if not value > 0:
             raise UsageError(f"{name} must be positive, got {value}", f"pass a positive {name}")
+    check_robustness_fraction(request.robustness_augment)
     if request.train_last is not None and request.mode != "finetune":
         raise UsageError("--train-last applies to --mode finetune", "drop --train-last, or use --mode finetune")
     scoring = request.select_by or profile_scoring(request.profile)
@@ -481,16 +500,26 @@ def _train(request: TrainRequest, model: str, out: Path, world: _World, epochs: 
             require_both_classes(splits[split_name], directory, f"--{'data' if split_name == 'train' else 'val'}")
             progress.remove_task(bar)
         train, val = splits["train"], splits.get("val")
+        decoded = len(train)
+        if request.robustness_augment > 0:
+            bar = progress.add_task("robustness copies of train", total=None, note="evaluator's chain, once")
+            train = train + robustness_copies(train, request.robustness_augment, request.seed, spec.modality, spec.height,
+                                              spec.width, spec.frames, spec.class_names, request.profile,
+                                              on_progress=lambda done, total, t=bar: progress.update(t, completed=done, total=total))
+            progress.remove_task(bar)
+        copies = len(train) - decoded
         load_seconds = time.perf_counter() - started
         if val is not None:
-            step(f"decoded {len(train)} train and {len(val)} validation samples in {load_seconds:.1f} s"
+            step(f"decoded {decoded} train" + (f" (+ {copies} robustness copies)" if request.robustness_augment > 0 else "")
+                 + f" and {len(val)} validation samples in {load_seconds:.1f} s"
                  + "".join(f"; {name}: dropped {sum(d.values())}" for name, d in (("train", train.dropped), ("val", val.dropped)) if d))
         training = {"mode": request.mode, "task": task, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                     "weight_decay": WEIGHT_DECAY, "warmup_epochs": request.warmup_epochs, "ema": request.ema,
                     "train_last": request.train_last, "seed": request.seed, "processes": world.size,
-                    "augment": request.augment and request.mode == "finetune", "profile": request.profile,
+                    "augment": request.augment and request.mode == "finetune",
+                    "robustness_augment": request.robustness_augment, "robustness_copies": copies, "profile": request.profile,
                     "select_by": scoring, "train_data": str(request.data), "val_data": str(request.val),
-                    "train_samples": len(train), "val_samples": len(val) if val is not None else None,
+                    "train_samples": decoded, "val_samples": len(val) if val is not None else None,
                     "dropped": {"train": train.dropped, "val": val.dropped if val is not None else {}}}
         trained_part = "the head only (backbone frozen)" if request.mode == "probe" else "all parameters"
         if request.train_last is not None:
@@ -528,9 +557,10 @@ def _train(request: TrainRequest, model: str, out: Path, world: _World, epochs: 
     writer.training["seconds"] = round(train_seconds, 1)
     writer.save(prepared.backbone.module, best, history, spec, calibration)
     return TrainResult(checkpoint=out, spec=spec, mode=request.mode, epochs=epochs, history=history, best_epoch=best.epoch,
-                       scoring=scoring, calibration=calibration, final=final, train_samples=len(train), val_samples=len(val),
-                       dropped=training["dropped"], load_seconds=load_seconds, train_seconds=train_seconds,
-                       total_seconds=time.perf_counter() - started, processes=world.size, trained_part=trained_part)
+                       scoring=scoring, calibration=calibration, final=final, train_samples=training["train_samples"],
+                       val_samples=len(val), dropped=training["dropped"], load_seconds=load_seconds, train_seconds=train_seconds,
+                       total_seconds=time.perf_counter() - started, processes=world.size, trained_part=trained_part,
+                       robustness_copies=training["robustness_copies"])
 
 
 def _interrupted(writer: _CheckpointWriter, out: Path, request: TrainRequest, what: str) -> TrainingInterrupted:
