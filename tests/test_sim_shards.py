@@ -164,7 +164,7 @@ def test_ctrl_c_stops_every_shard_and_the_report_covers_the_batches_before_the_f
         tmp_path: Path, data: Path) -> None:
     """Ctrl-C reaches every process of the group; the report is written whole, marked incomplete, and its records
     are exactly the first records of an uninterrupted run (what one process would have scored before the press)."""
-    forward = ("        open(os.environ['KIT_TEST_CALLS'], 'a').write(os.environ.get('RANK', '0'))\n        time.sleep(0.4)\n"
+    forward = ("        open(os.environ['KIT_TEST_CALLS'], 'a').write(os.environ.get('RANK', '0'))\n        time.sleep(1.0)\n"
                "        return self.head(features)")
     bundle = make_bundle(tmp_path / "bundle", source=model_source(imports="import os, time", forward=forward))
     calls = tmp_path / "calls"
