@@ -60,6 +60,7 @@ def test_train_then_calibrate_then_refuse_to_overwrite(tmp_path, splits):
     ("bad option", "not KEY=VALUE"),
     ("bad mode", "distill"),
     ("no threads", "--threads must be at least 1"),
+    ("zero batch", "--batch-size must be positive, got 0"),
 ])
 def test_mistakes_are_one_line_with_a_non_zero_exit(tmp_path, splits, case, expected):
     train_dir, val_dir = splits
@@ -67,7 +68,7 @@ def test_mistakes_are_one_line_with_a_non_zero_exit(tmp_path, splits, case, expe
     (empty / "real" / "nothing-here").mkdir(parents=True)
     data = {"missing data": tmp_path / "nope", "empty dataset": empty}.get(case, train_dir)
     extra = {"bad option": ["--model-option", "channels"], "bad mode": ["--mode", "distill"],
-             "no threads": ["--threads", "0"]}.get(case, [])
+             "no threads": ["--threads", "0"], "zero batch": ["--batch-size", "0"]}.get(case, [])
     result = runner.invoke(app, ["train", "image", "--data", str(data), "--val", str(val_dir), "--out", str(tmp_path / "o"),
                                  *TINY, *extra])
     assert expected in result.output
@@ -94,3 +95,15 @@ def test_threads_sets_the_training_threads(tmp_path, splits):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_run_that_beats_nothing_warns_instead_of_reporting_success(tmp_path, splits):
+    train_dir, val_dir = splits
+    # A learning rate of 1000 wrecks the weights in one step, so the starting weights stay the best.
+    result = runner.invoke(app, ["train", "image", "--data", str(train_dir), "--val", str(val_dir),
+                                 "--out", str(tmp_path / "run"), *TINY, "--lr", "1e3", "--no-ema"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "warning: checkpoint" in text and "no epoch of 1 beat the starting weights" in text
+    assert "train longer (--epochs)" in text and "next: kit build" not in text and "✓ checkpoint" not in text
+    assert read_checkpoint(tmp_path / "run")["training"]["best_epoch"] == 0

@@ -166,11 +166,18 @@ def train_command(
                                                             f"temperature fitted for the {result.scoring} Brier"))
     kept = (f"best epoch {result.best_epoch} of {result.epochs}" if result.best_epoch
             else f"no epoch of {result.epochs} beat the starting weights, which are kept")
-    print_success(f"checkpoint {result.checkpoint} ({kept} by {result.scoring} sn34; val sn34 binary {result.final.sn34:.4f}, "
-                  f"multiclass {result.final.multiclass_sn34:.4f}; T = {result.spec.temperature:.3f}) in {result.total_seconds:.0f} s "
-                  f"(decode {result.load_seconds:.0f} s, train {result.train_seconds:.0f} s"
-                  + (f", {result.processes} processes" if result.processes > 1 else "") + ")")
-    console.print(f"  next: kit build {result.spec.modality} --model {result.checkpoint}")
+    summary = (f"checkpoint {result.checkpoint} ({kept} by {result.scoring} sn34; val sn34 binary {result.final.sn34:.4f}, "
+               f"multiclass {result.final.multiclass_sn34:.4f}; T = {result.spec.temperature:.3f}) in {result.total_seconds:.0f} s "
+               f"(decode {result.load_seconds:.0f} s, train {result.train_seconds:.0f} s"
+               + (f", {result.processes} processes" if result.processes > 1 else "") + ")")
+    if result.best_epoch:
+        print_success(summary)
+        console.print(f"  next: kit build {result.spec.modality} --model {result.checkpoint}")
+        return
+    # Nothing trained: the checkpoint holds the weights training started from (random ones, for a model built from scratch).
+    err_console.print(f"[bold yellow]warning:[/] {summary}")
+    console.print("  training did not improve on the starting weights: train longer (--epochs), try another --lr, "
+                  "or check the data; building this checkpoint packages the starting weights")
 
 
 def _train_from_bundle(modality: str, bundle: Path, data: Path, val: Path, mode: str, epochs: int | None,

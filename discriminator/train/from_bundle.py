@@ -327,7 +327,7 @@ def train_from_bundle(request: BundleTrainRequest, on_epoch: Callable[[int, floa
     default_epochs, default_lr = FROM_BUNDLE_DEFAULTS[request.mode]
     epochs = request.epochs if request.epochs is not None else default_epochs
     learning_rate = request.learning_rate if request.learning_rate is not None else default_lr
-    batch_size = request.batch_size or BATCH_SIZE[request.modality]
+    batch_size = request.batch_size if request.batch_size is not None else BATCH_SIZE[request.modality]
     for name, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--lr", learning_rate)):
         if not value > 0:
             raise UsageError(f"{name} must be positive, got {value}", f"pass a positive {name}")

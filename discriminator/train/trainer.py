@@ -443,7 +443,8 @@ def train_detector(request: TrainRequest, on_epoch: Callable[[EpochRecord], None
         raise UsageError(f"--mode must be one of {', '.join(MODES)}, got '{request.mode}'", "use --mode finetune or --mode probe")
     defaults = MODE_DEFAULTS[request.mode]
     epochs = request.epochs if request.epochs is not None else defaults.epochs
-    batch_size = request.batch_size or defaults.batch_size[request.modality if request.modality in ("image", "video") else "image"]
+    batch_size = (request.batch_size if request.batch_size is not None  # a 0 is refused below, not replaced
+                  else defaults.batch_size[request.modality if request.modality in ("image", "video") else "image"])
     learning_rate = request.learning_rate if request.learning_rate is not None else defaults.learning_rate
     for name, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--lr", learning_rate)):
         if not value > 0:
