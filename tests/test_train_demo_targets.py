@@ -40,3 +40,18 @@ def test_todays_targets_are_the_issues_and_the_demo_trains_for_today():
     assert "--profile" not in args  # kit train's default is today's profile
     assert args[args.index("--seed") + 1] == "3"
     assert args[args.index("--threads") + 1] == "1"  # the thread count the demo's table row was measured at
+
+
+def test_each_bench_line_says_how_many_samples_it_scored_and_which_datasets_it_lost(tmp_path):
+    from discriminator.demo import scored_samples
+
+    lost = tmp_path / "lost"
+    lost.mkdir()
+    (lost / "results.json").write_text(json.dumps({"results": {"total_samples": 57}, "kit": {
+        "samples_handled": 90, "lost_datasets": {"i2v-clips": "4 channels", "dashcam-clips": "4 channels"}}}))
+    assert scored_samples(lost) == "57 of 90 samples scored; datasets the evaluator would lose: dashcam-clips, i2v-clips"
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    (whole / "results.json").write_text(json.dumps({"results": {"total_samples": 90},
+                                                    "kit": {"samples_handled": 90, "lost_datasets": {}}}))
+    assert scored_samples(whole) == "90 of 90 samples scored"
