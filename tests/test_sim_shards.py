@@ -164,15 +164,21 @@ def test_ctrl_c_stops_every_shard_and_the_report_covers_the_batches_before_the_f
         tmp_path: Path, data: Path) -> None:
     """Ctrl-C reaches every process of the group; the report is written whole, marked incomplete, and its records
     are exactly the first records of an uninterrupted run (what one process would have scored before the press)."""
-    forward = ("        open(os.environ['KIT_TEST_CALLS'], 'a').write(os.environ.get('RANK', '0'))\n        time.sleep(1.0)\n"
+    forward = ("        open(os.environ['KIT_TEST_CALLS'], 'a').write(os.environ.get('RANK', '0'))\n        time.sleep(0.4)\n"
                "        return self.head(features)")
     bundle = make_bundle(tmp_path / "bundle", source=model_source(imports="import os, time", forward=forward))
     calls = tmp_path / "calls"
     args = ["bench", str(bundle), "--data", str(data), *COMMON, "--batch-size", "2"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "KIT_TEST_CALLS": str(calls)}
-    running = subprocess.Popen([sys.executable, "-m", "discriminator.cli.app", *args, "--shards", "2",
-                                "--out", str(tmp_path / "two")], cwd=REPO, env=env, start_new_session=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell starts background jobs with SIGINT ignored, an exec keeps it ignored, and Python then never turns it
+    # into KeyboardInterrupt: with a handler here, the kit starts with SIGINT at its default however the suite started.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        running = subprocess.Popen([sys.executable, "-m", "discriminator.cli.app", *args, "--shards", "2",
+                                    "--out", str(tmp_path / "two")], cwd=REPO, env=env, start_new_session=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     deadline = time.monotonic() + 120
     while not (calls.exists() and {"0", "1"} <= set(calls.read_text()) and len(calls.read_text()) >= 4) \
             and time.monotonic() < deadline:  # both shards are scoring
