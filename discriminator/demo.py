@@ -83,7 +83,7 @@ def train_args(modality: str, data: Path, out: Path, seed: int = 0) -> list[str]
         if key in preset:
             args += [flag, str(preset[key])]
     # One thread: on a 2-core machine that other jobs load, two OpenMP threads waited on each other (a video run took
-    # 455 s against 94 s on one thread; docs/performance.md); idle, one thread costs little at this model's size.
+    # 455 s against 94 s on one thread; docs/performance.md); idle, one thread trains in about 1.4× two threads' time.
     return args + ["--seed", str(seed), "--threads", "1", "--out", str(out), "--force"]
 
 

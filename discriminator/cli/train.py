@@ -81,6 +81,11 @@ def calibration_table(report: CalibrationReport, title: str) -> Table:
     return table
 
 
+def _epoch_label(epoch: int) -> str:
+    """`epoch  N`, or `start` for epoch 0: the validation of the starting weights, before any step."""
+    return "start    " if epoch == 0 else f"epoch {epoch:>3}"
+
+
 def _parse_classes(text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
@@ -152,9 +157,7 @@ def train_command(
 
     def on_epoch(record) -> None:
         train_loss = "  —   " if record.train_loss is None else f"{record.train_loss:.4f}"
-        # Epoch 0 is the validation of the starting weights, before any step: label it "start", not as an epoch.
-        label = "start    " if record.epoch == 0 else f"epoch {record.epoch:>3}"
-        err_console.print(f"  {label}  train loss {train_loss}  val loss {record.val_loss:.4f}  "
+        err_console.print(f"  {_epoch_label(record.epoch)}  train loss {train_loss}  val loss {record.val_loss:.4f}  "
                           f"acc {record.val_accuracy:.4f}  Brier {record.val_brier:.4f}  sn34 {record.val_sn34:.4f}  "
                           f"3-class sn34 {record.val_multiclass_sn34:.4f}  ({record.seconds:.1f} s)")
 
@@ -187,8 +190,7 @@ def _train_from_bundle(modality: str, bundle: Path, data: Path, val: Path, mode:
 
     def on_epoch(epoch: int, train_loss: float | None, card) -> None:
         loss = "  —   " if train_loss is None else f"{train_loss:.4f}"
-        label = "start    " if epoch == 0 else f"epoch {epoch:>3}"
-        err_console.print(f"  {label}  train loss {loss}  3-class acc {card.multiclass_accuracy:.4f}  "
+        err_console.print(f"  {_epoch_label(epoch)}  train loss {loss}  3-class acc {card.multiclass_accuracy:.4f}  "
                           f"3-class sn34 {card.multiclass_sn34:.4f}  binary sn34 {card.sn34:.4f}")
 
     result = train_from_bundle(BundleTrainRequest(modality=modality, bundle=bundle, data=data, val=val, mode=mode, epochs=epochs,
