@@ -58,7 +58,7 @@ from validator_sim.datasets import Dataset, discover_datasets, iter_payloads, li
 from validator_sim.pixel_cache import PixelCache
 from validator_sim.profiles import get_profile
 from validator_sim.run import _frame_rate_for, open_model, prepare_sample, run_bench
-from validator_sim.session import default_threads
+from discriminator.check.context import default_threads
 
 KIT = Path(sys.executable).parent / "kit"
 DETECTORS = {"video": "example-video", "image": "example-image"}

@@ -512,8 +512,12 @@ class BundleWorker:
     """A bundle loaded in a fresh `python -I` process; `run()` sends one batch and waits for its logits."""
 
     def __init__(self, bundle_dir: Path | str, modality: str, device: str = "cpu", load_timeout_s: float = 300.0,
-                 python: str | None = None, threads: int = 0):
-        """Start the worker under `python`, else the runtime `validator_sim.runtime.current_runtime()` picks."""
+                 python: str | None = None, threads: int = 0, wait: bool = True):
+        """Start the worker under `python`, else the runtime `validator_sim.runtime.current_runtime()` picks.
+
+        With `wait` (the default) this returns once the bundle is loaded, or raises its BundleError; without it,
+        the process loads in the background and `wait_loaded()` (which `run()` calls first) collects the answer.
+        """
         from validator_sim.runtime import Runtime, current_runtime
 
         self.runtime: Runtime = Runtime("python", python) if python else current_runtime()
@@ -529,19 +533,39 @@ class BundleWorker:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(self.bundle_dir), env=env)
         self._drain = threading.Thread(target=self._drain_stderr, daemon=True)
         self._drain.start()
+        self._started = time.perf_counter()
+        self._load_deadline = time.monotonic() + load_timeout_s
+        self._load_error: BundleError | None = None
         self.seconds_to_load = 0.0
-        started = time.perf_counter()
+        self.info: dict[str, Any] = {}
+        self._loaded = False
+        if wait:
+            self.wait_loaded()
+
+    def wait_loaded(self) -> dict[str, Any]:
+        """The worker's `info` once the bundle is loaded; BundleError (the same one on every call) if it failed."""
+        if self._loaded:
+            return self.info
+        if self._load_error is not None:
+            raise self._load_error
         try:
-            header, _ = self._receive(load_timeout_s, "loading the bundle")
+            header, _ = self._receive(max(0.0, self._load_deadline - time.monotonic()), "loading the bundle")
+        except BundleError as exc:
+            self._load_error = exc
+            self.close()
+            raise
         except BaseException:
             self.close()
             raise
-        self.seconds_to_load = time.perf_counter() - started
+        self.seconds_to_load = time.perf_counter() - self._started
         if not header.get("ok"):
             self.close()
-            raise BundleError(header.get("stage", "load_model"), header.get("message", "failed"),
-                              header.get("detail", "") + self._tail_note(), runtime=header.get("runtime"))
-        self.info: dict[str, Any] = header["info"]
+            self._load_error = BundleError(header.get("stage", "load_model"), header.get("message", "failed"),
+                                           header.get("detail", "") + self._tail_note(), runtime=header.get("runtime"))
+            raise self._load_error
+        self.info = header["info"]
+        self._loaded = True
+        return self.info
 
     # -- plumbing ---------------------------------------------------------------------------------------------
     def _drain_stderr(self) -> None:
@@ -598,6 +622,7 @@ class BundleWorker:
     # -- public -----------------------------------------------------------------------------------------------
     def run(self, batch: np.ndarray, timeout_s: float = 120.0) -> np.ndarray:
         """Logits `[B, K]` float32 for one uint8 batch, or BundleError (forward/output/timeout/crash)."""
+        self.wait_loaded()
         if self._proc.poll() is not None:
             raise BundleError("crash", f"the bundle process is gone (exit code {self._proc.returncode})", self._tail_note())
         batch = np.ascontiguousarray(batch)
@@ -616,7 +641,7 @@ class BundleWorker:
     def close(self, kill: bool = False) -> None:
         proc = self._proc
         if proc.poll() is None:
-            if not kill:
+            if not kill and self._loaded:  # one still loading reads no request until it is done: stop it now
                 try:
                     _write_message(proc.stdin, {"cmd": "close"})
                     proc.wait(timeout=10)

@@ -41,10 +41,11 @@ from typing import Any
 
 import numpy as np
 
-from discriminator.artifact import Artifact, formats_in, load_artifact
+from discriminator.artifact import Artifact
 from discriminator.check.bundle_context import bundle_modality
+from discriminator.check.context import default_threads
 from discriminator.errors import InputError, KitError, OutputExistsError, UsageError
-from discriminator.formats import FORMATS, format_row
+from discriminator.formats import FORMATS
 from discriminator.spec import DetectorSpec
 from validator_sim.datasets import (
     RENDERED_READINGS,
@@ -60,11 +61,12 @@ from validator_sim.decode import DecodeError, DecordChannelClip
 from validator_sim.metrics import MULTICLASS_K
 from validator_sim.pixel_cache import PixelCache, pixel_recipe
 from validator_sim.prepare import prepare_sample
-from validator_sim.profiles import DEFAULT_PROFILE, Profile, get_profile
+from validator_sim.opening import default_profile, load_model_artifact, take_early
+from validator_sim.profiles import Profile, get_profile
 from validator_sim.sample_feed import SampleFeed
 from validator_sim.scoring import ScoringOptions, score_row
 from validator_sim.shard_plan import BatchOutcome, Inference, Shard, ShardLink, ShardReport
-from validator_sim.session import ModelIO, ModelSession, OnnxSession, default_threads, open_bundle_session
+from validator_sim.session import ModelIO, ModelSession, OnnxSession, open_bundle_session
 from validator_sim.timing import StageTimings
 
 
@@ -87,8 +89,18 @@ MODES: dict[str, Mode] = {
         Mode("full", "every sample of every dataset (cap with --max-per-dataset)", False, {"image": None, "video": None}),
     )
 }
-#: Batches decoded ahead of the one being inferred.
-PREFETCH_BATCHES = 2
+#: Batches decoded ahead of the one being inferred: as many as fit in PREFETCH_BYTES, within these bounds. The
+#: depth matters while a bundle's worker loads (1–2 s on a CPU): decoding runs ahead meanwhile, and two batches
+#: of 4 clips were decoded long before the model was ready.
+PREFETCH_BATCHES = (2, 8)
+PREFETCH_BYTES = 256 << 20
+
+
+def prefetch_depth(model_io: ModelIO, batch_size: int) -> int:
+    """How many batches of `model_io`'s uint8 input may wait decoded: PREFETCH_BYTES' worth, within PREFETCH_BATCHES."""
+    sample = 3 * model_io.height * model_io.width * (model_io.frames or 1)
+    least, most = PREFETCH_BATCHES
+    return max(least, min(most, PREFETCH_BYTES // max(1, sample * batch_size)))
 
 
 @dataclass
@@ -432,10 +444,15 @@ def open_bundle_model(artifact: Artifact, profile: Profile, threads: int, modali
     row's `open_session`)."""
     declared = bundle_modality(artifact, modality)  # --modality, the spec, model.py's MODALITY, the YAML
     inferred = None if declared else _only_modality(datasets)
-    bundle_dir = stack.enter_context(artifact.bundle_dir())
     name = artifact.spec.name if artifact.spec else (artifact.source.stem if artifact.source.is_file()
                                                       else artifact.source.name)
-    session = open_bundle_session(bundle_dir, declared or inferred, profile, threads)
+    early = take_early(artifact, declared, threads) if declared else None  # started by `kit bench` as it began
+    if early is not None:
+        stack.callback(early.cleanup.close)  # after the session's close below: the folder outlives the worker
+        session = open_bundle_session(early.bundle_dir, declared, profile, threads, wait=False, worker=early.worker)
+    else:
+        bundle_dir = stack.enter_context(artifact.bundle_dir())
+        session = open_bundle_session(bundle_dir, declared or inferred, profile, threads, wait=False)
     if hasattr(session, "close"):
         stack.callback(session.close)
     if inferred:
@@ -451,20 +468,6 @@ def open_onnx_model(artifact: Artifact, profile: Profile, threads: int, modality
     """An ONNX model in onnxruntime (the onnx row's `open_session`); its graph says its modality."""
     name = artifact.spec.name if artifact.spec else Path(artifact.onnx_name).stem
     return OnnxSession(artifact.onnx_bytes, profile, threads), name
-
-
-def default_profile(model_path: Path | str, model_format: str | None = None) -> str:
-    """The era a model is benched under when `--profile` is not given: `current` (the network today) for a bundle,
-    or a build folder holding one; the ONNX era's rules for an ONNX file, which only that era accepted."""
-    formats = (model_format,) if model_format else (formats_in(model_path) if Path(model_path).exists() else ())
-    return "current" if not formats or any(format_row(f).accepted_now for f in formats) else DEFAULT_PROFILE
-
-
-def load_model_artifact(model_path: Path | str, model_format: str | None, profile: Profile) -> Artifact:
-    """The model to bench: the format asked for, else the one the profile's evaluator ran when a build folder has both."""
-    if model_format is None and Path(model_path).is_dir() and profile.preferred_format in formats_in(model_path):
-        model_format = profile.preferred_format
-    return load_artifact(model_path, model_format)
 
 
 def _only_modality(datasets: list[Dataset]) -> str:
@@ -486,8 +489,9 @@ def _run(request: BenchRequest, profile: Profile, options: ScoringOptions, stack
     shard = request.shard
     cores = max(1, default_threads() // (shard.local_count if shard else 1))
     threads = request.threads or cores
+    # A bundle's worker may still be loading: its io comes from model_config.yaml, and the run waits for the
+    # worker only once the first batches are decoding (`ready` below), so the two overlap.
     session, model_name = open_model(artifact, profile, threads, request.modality, datasets, stack)
-    session_settings = session.settings
     model_io = session.io
     warnings = list(model_io.warnings) + spec_mismatches(artifact.spec, model_io)
     frame_rate = _frame_rate_for(profile, request.frame_rate, session.frame_rate, warnings)
@@ -512,12 +516,10 @@ def _run(request: BenchRequest, profile: Profile, options: ScoringOptions, stack
             continue
         plans.append(DatasetPlan(dataset, listing, choose_samples(listing, cap, request.seed)))
     target_dir = None
-    if request.write and (shard is None or shard.index == 0):  # only once every input has been checked, so a
-        target_dir = prepare_out_dir(request.out_dir or default_out_dir(model_name, started), request.force)
 
     state = RunState(
         profile=profile, mode=run_mode, model_source=request.model_path, model_name=model_name, model_io=model_io,
-        spec=artifact.spec, session_settings=session_settings,
+        spec=artifact.spec, session_settings={},
         batch_size=request.batch_size or profile.batch_size_for(model_io.modality),
         decode_workers=request.decode_workers, seed=request.seed, max_per_dataset=request.max_per_dataset,
         frame_rate=frame_rate, plans=plans, started_at=started, warnings=warnings, pixel_cache=request.pixel_cache,
@@ -528,11 +530,20 @@ def _run(request: BenchRequest, profile: Profile, options: ScoringOptions, stack
             state.errors.append(f"{plan.dataset.name}: {plan.error}")
         elif not plan.indices:
             state.warnings.append(f"dataset {plan.dataset.name} has no {model_io.modality} samples")
+
+    def ready() -> None:
+        """Once decoding has started: the model loaded (or its error), then the report folder."""
+        nonlocal target_dir
+        session.wait_ready()
+        state.session_settings = session.settings
+        if request.write and (shard is None or shard.index == 0):  # only once every input has been checked, so a
+            target_dir = prepare_out_dir(request.out_dir or default_out_dir(model_name, started), request.force)
+
     shards_summary = None
     if link is None:
-        _score(state, session, on_progress, None)
+        _score(state, session, on_progress, None, ready)
     else:
-        reports = link.gather(_score(state, session, on_progress, link))
+        reports = link.gather(_score(state, session, on_progress, link, ready))
         if reports is None:
             return None
         shards_summary = replay_shards(state, reports)
@@ -567,8 +578,11 @@ def publish_reports(out_dir: Path, results: dict[str, Any], records: list[dict[s
 
 
 def _score(state: RunState, session: ModelSession, on_progress: Callable[[int, int], None] | None,
-           link: ShardLink | None) -> ShardReport | None:
+           link: ShardLink | None, ready: Callable[[], None] = lambda: None) -> ShardReport | None:
     """Run the overlapped pipeline over every plan, filling `state`; Ctrl-C marks it incomplete.
+
+    `ready` runs once the first decodes are under way and before the first batch: what it raises (a model that
+    failed to load, Ctrl-C while it loads) ends the run with nothing scored and is raised from here.
 
     In a shard (`link` given), the batches of this process's share are decoded and inferred but not
     scored: their outcomes come back in a ShardReport for rank 0 to replay, and `state` is left as it was.
@@ -588,7 +602,7 @@ def _score(state: RunState, session: ModelSession, on_progress: Callable[[int, i
     local = state if link is None else replace(state, skipped={}, lost_datasets={}, validator_treatment=[], errors=[],
                                                timings=StageTimings())
     stop = threading.Event()
-    batches: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
+    batches: queue.Queue = queue.Queue(maxsize=prefetch_depth(model_io, state.batch_size))
     timings = local.timings
     feed = SampleFeed(prepare, cores=state.cores, decode_workers=state.decode_workers, cache=state.pixel_cache,
                       timings=timings, recipe=pixel_recipe(prepare_sample, profile, model_io.modality, model_io.height, model_io.width,
@@ -601,6 +615,14 @@ def _score(state: RunState, session: ModelSession, on_progress: Callable[[int, i
     last_done: int | None = None  # the last batch of this shard's that was finished
     wall_start = time.perf_counter()
     producer.start()
+    try:
+        with timings.measure("model_load"):
+            ready()
+    except BaseException:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        producer.join(timeout=5)
+        raise
     try:
         while True:
             with timings.measure("input_wait"):

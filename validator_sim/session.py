@@ -17,7 +17,6 @@ model's format decides the session, so any pair works:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -83,14 +82,6 @@ def read_model_io(session: ort.InferenceSession, profile: Profile) -> ModelIO:
     )
 
 
-def default_threads() -> int:
-    """Every core this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def create_session(onnx_bytes: bytes, threads: int) -> tuple[ort.InferenceSession, dict[str, Any]]:
     """A session configured as the validator's (CUDA first when present, ORT_ENABLE_ALL), plus its settings for the report."""
     options = ort.SessionOptions()
@@ -138,6 +129,10 @@ class ModelSession(Protocol):
         """float32 [B, K] for one uint8 batch; raises on any failure."""
         ...
 
+    def wait_ready(self) -> None:
+        """Return once the model is loaded (a session may load in the background); raise KitError if it cannot be."""
+        ...
+
 
 class OnnxSession:
     """An ONNX model through onnxruntime, configured as the validator's."""
@@ -148,6 +143,9 @@ class OnnxSession:
         self.session, self.settings = create_session(onnx_bytes, threads)
         self.settings["runtime"] = f"onnxruntime {self.settings['onnxruntime']}"
         self.io = read_model_io(self.session, profile)
+
+    def wait_ready(self) -> None:
+        """Loaded on construction."""
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return run_batch(self.session, self.io.input_name, batch)
@@ -160,16 +158,19 @@ def torch_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def open_bundle_session(bundle_dir: Path, modality: str, profile: Profile, threads: int) -> "ModelSession":
+def open_bundle_session(bundle_dir: Path, modality: str, profile: Profile, threads: int,
+                        wait: bool = True, worker: Any = None) -> "ModelSession":
     """The session for a bundle under the runtime `validator_sim.runtime` picks: in this process when that is the
     kit's own Python (no copy of the batches), else in a worker process started under the evaluator's runtime or
-    the --python interpreter, which is where its library versions live."""
+    the --python interpreter, which is where its library versions live. `wait=False` lets a worker load in the
+    background (see `WorkerBundleSession`); an in-process session is always loaded on return. `worker`: a
+    `BundleWorker` already loading this bundle with these settings (`validator_sim.opening.start_early`), adopted."""
     from validator_sim.runtime import current_runtime
 
     runtime = current_runtime()
     if runtime.kind == "kit":
         return BundleSession(bundle_dir, modality, profile, threads)
-    return WorkerBundleSession(bundle_dir, modality, threads)
+    return WorkerBundleSession(bundle_dir, modality, threads, wait=wait, worker=worker)
 
 
 def _runtime_settings(kind: str, label: str, reported: dict[str, Any]) -> dict[str, Any]:
@@ -181,44 +182,94 @@ def _runtime_settings(kind: str, label: str, reported: dict[str, Any]) -> dict[s
 
 
 class WorkerBundleSession:
-    """A bundle loaded in a `BundleWorker` process under another Python (the evaluator's runtime or --python)."""
+    """A bundle loaded in a `BundleWorker` process under another Python (the evaluator's runtime or --python).
 
-    def __init__(self, bundle_dir: Path, modality: str, threads: int):
+    With `wait=False` the worker loads in the background: `io` and `frame_rate` come from `model_config.yaml`
+    read here with the evaluator's rules (the same function the worker runs), so the bench can decode its first
+    batches meanwhile; `wait_ready()` (which `settings` and `run()` call first) collects the worker's answer and
+    checks that it read the config the same way. A config this process cannot read is left to the worker, whose
+    verdict is the evaluator's.
+    """
+
+    def __init__(self, bundle_dir: Path, modality: str, threads: int, wait: bool = True, worker: Any = None):
         from validator_sim import bundle_runtime
 
+        self.modality, self.threads = modality, threads
+        self._settings: dict[str, Any] | None = None
+        config = None
+        if not wait:
+            try:
+                config = bundle_runtime.read_model_config(bundle_dir, modality).to_dict()
+            except bundle_runtime.BundleError:
+                wait = True
         try:
-            self.worker = bundle_runtime.BundleWorker(bundle_dir, modality, device="auto", threads=threads,
-                                                      load_timeout_s=600.0)
+            if worker is None:
+                worker = bundle_runtime.BundleWorker(bundle_dir, modality, device="auto", threads=threads,
+                                                     load_timeout_s=600.0, wait=wait)
+            elif wait:
+                worker.wait_loaded()
+            self.worker = worker
         except bundle_runtime.BundleError as exc:
-            raise InputError(f"the bundle cannot be loaded as the evaluator loads it ({exc.stage}): {exc.message}",
-                             "run `kit check MODEL` for the full report") from exc
-        info = self.worker.info
-        config = info["config"]
-        frames = config["num_frames"] if modality == "video" else None
+            raise self._load_failure(exc) from exc
+        self._set_io(config if config is not None else self.worker.info["config"])
+
+    @staticmethod
+    def _load_failure(exc: Any) -> InputError:
+        return InputError(f"the bundle cannot be loaded as the evaluator loads it ({exc.stage}): {exc.message}",
+                          "run `kit check MODEL` for the full report")
+
+    def _set_io(self, config: dict[str, Any]) -> None:
+        frames = config["num_frames"] if self.modality == "video" else None
         shape: list[Any] = ["B", 3, config["height"], config["width"]] if frames is None else \
             ["B", frames, 3, config["height"], config["width"]]
-        self.io = ModelIO(modality=modality, height=config["height"], width=config["width"], frames=frames,
+        self.io = ModelIO(modality=self.modality, height=config["height"], width=config["width"], frames=frames,
                           input_name="(bundle forward)", input_shape=shape, input_type="tensor(uint8)",
                           output_shape=["B", config["num_classes"]], warnings=tuple(config["warnings"]))
-        self.frame_rate = config["frame_rate"] if modality == "video" else None
+        self.frame_rate = config["frame_rate"] if self.modality == "video" else None
         self.num_classes = config["num_classes"]
+
+    def wait_ready(self) -> None:
+        """Block until the worker has loaded the bundle; InputError if it could not."""
+        if self._settings is not None:
+            return
+        from validator_sim.bundle_runtime import BundleError
+
+        try:
+            info = self.worker.wait_loaded()
+        except BundleError as exc:
+            raise self._load_failure(exc) from exc
+        config = info["config"]
+        read_here = (self.io.height, self.io.width, self.io.frames, self.frame_rate, self.num_classes)
+        self._set_io(config)
+        if (self.io.height, self.io.width, self.io.frames, self.frame_rate, self.num_classes) != read_here:
+            raise InputError("model_config.yaml reads differently under the evaluator's runtime than under the kit's "
+                             f"(H, W, T, frame rate, classes: {read_here} here, "
+                             f"{(self.io.height, self.io.width, self.io.frames, self.frame_rate, self.num_classes)} there)",
+                             "write the values in model_config.yaml as plain ints and floats, then run `kit check MODEL`")
         reported = info.get("runtime") or {}
         torch_version = (reported.get("versions") or {}).get("torch")
-        self.settings = {
+        self._settings = {
             "runtime": f"torch {torch_version} ({self.worker.runtime.label})",
             "providers": [info["device"]],
             "device": info["device"],
             "dtype": config["dtype"],
             "param_dtype": info["param_dtype"],
             "module_class": info["module_class"],
-            "intra_op_num_threads": threads,
+            "intra_op_num_threads": self.threads,
             "model_config": config,
             "bundle_runtime": _runtime_settings(self.worker.runtime.kind, self.worker.runtime.label, reported),
         }
 
+    @property
+    def settings(self) -> dict[str, Any]:
+        self.wait_ready()
+        assert self._settings is not None
+        return self._settings
+
     def run(self, batch: np.ndarray) -> np.ndarray:
         from validator_sim.bundle_runtime import BundleError
 
+        self.wait_ready()
         try:
             return self.worker.run(batch, timeout_s=600.0)
         except BundleError as exc:
@@ -264,6 +315,9 @@ class BundleSession:
             "model_config": config.to_dict(),
             "bundle_runtime": _runtime_settings("kit", "the kit's own environment", bundle_runtime.library_versions()),
         }
+
+    def wait_ready(self) -> None:
+        """Loaded on construction."""
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         from validator_sim import bundle_runtime

@@ -3,8 +3,11 @@
 Each stage keeps its number of calls, total seconds and longest call. `prepare` is
 measured in the decode workers (decoding, the evaluator's image re-save, preprocessing,
 or a pixel-cache read) and summed over them, so with several workers it can exceed the
-wall time; the main thread's stages (`input_wait`, `batch_assembly`, `inference`,
-`scoring`) run one after another and add up to at most `wall`.
+wall time; the main thread's stages (`model_load`, `input_wait`, `batch_assembly`,
+`inference`, `scoring`) run one after another and add up to at most `wall`.
+
+`model_load` is the kit's own: the time the main thread waited for a bundle's worker to finish
+loading after decoding had started (the evaluator loads before it decodes, so it has none).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 #: Stages the main thread spends its time in, in pipeline order; their sum never exceeds `wall`.
-MAIN_THREAD_STAGES = ("input_wait", "batch_assembly", "inference", "scoring")
+MAIN_THREAD_STAGES = ("model_load", "input_wait", "batch_assembly", "inference", "scoring")
 #: Every stage a run reports, in the order the summary prints them.
 STAGES = ("wall", *MAIN_THREAD_STAGES, "prepare")
 

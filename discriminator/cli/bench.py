@@ -162,6 +162,15 @@ def bench_command(
     python: Optional[str] = typer.Option(None, "--python", help=PYTHON_HELP),
 ) -> None:
     """Run a detector over local datasets through the validator's own pipeline and report sn34 and its parts."""
+    use_python(python)
+    if (data is None) == (datasets_file is None):
+        raise UsageError("give exactly one of --data DIR or --datasets FILE.yaml", "see `kit bench --help` for examples")
+    from validator_sim.opening import start_early
+
+    # A bundle's worker imports the evaluator's torch (over a second on a CPU): let it do that while this
+    # process imports the pipeline and reads the datasets. The run adopts it when it opens the model.
+    start_early(model, profile, model_format, modality, threads, shards)
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from validator_sim.datasets import discover_datasets, load_datasets_yaml
@@ -170,9 +179,6 @@ def bench_command(
     from validator_sim.shards import bench
     from validator_sim.scoring import shares_from_cli
 
-    use_python(python)
-    if (data is None) == (datasets_file is None):
-        raise UsageError("give exactly one of --data DIR or --datasets FILE.yaml", "see `kit bench --help` for examples")
     datasets = discover_datasets(data, media_column) if data is not None else load_datasets_yaml(datasets_file, media_column)
     shares = shares_from_cli(holdout_share, gasstation_share)
     request = BenchRequest.of(model, datasets, profile, mode=mode, max_per_dataset=max_per_dataset, seed=seed,
