@@ -126,6 +126,24 @@ def test_a_bundle_that_cannot_load_ends_the_bench_in_one_line_with_no_report_fol
     assert opening._waiting == {}
 
 
+def test_a_bench_refused_before_it_opens_the_model_stops_the_worker_it_started(
+        tmp_path: Path, images: Path, evaluator_runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    started = []
+    real_start = opening.start_early
+
+    def spy(*args, **kwargs):
+        ok = real_start(*args, **kwargs)
+        started.extend(opening._waiting.values())
+        return ok
+
+    monkeypatch.setattr(opening, "start_early", spy)
+    cli = runner.invoke(app, ["bench", str(make_bundle(tmp_path / "bundle")), "--data", str(images), "--seed", "-1",
+                              "--out", str(tmp_path / "never")])
+    assert cli.exit_code == 2 and "--seed must be 0 or more" in cli.output, cli.output
+    assert len(started) == 1 and opening._waiting == {}
+    assert started[0].worker._proc.poll() is not None  # stopped when the command ended, not at interpreter exit
+
+
 def test_the_bench_reports_how_long_it_waited_for_the_model(tmp_path: Path, images: Path, evaluator_runtime) -> None:
     out = tmp_path / "report"
     cli = runner.invoke(app, ["bench", str(make_bundle(tmp_path / "bundle")), "--data", str(images), "--out", str(out)])

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import atexit
 import os
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -108,6 +109,20 @@ def start_early(model_path: Path | str, profile: str | None, model_format: str |
         atexit.register(_close_waiting)
     _waiting[key] = EarlyWorker(worker, bundle_dir, cleanup)
     return True
+
+
+@contextmanager
+def started_early(model_path: Path | str, profile: str | None, model_format: str | None, modality: str | None,
+                  threads: int | None, shards: int | None = None) -> Iterator[bool]:
+    """`start_early` for the span of one command: a worker the command's run did not adopt is stopped on leaving,
+    whether the command ended well or not (a command run in-process, as tests and library callers do, would
+    otherwise leave it loaded until the interpreter exits)."""
+    before = set(_waiting)
+    try:
+        yield start_early(model_path, profile, model_format, modality, threads, shards)
+    finally:
+        for key in set(_waiting) - before:
+            _waiting.pop(key).close()
 
 
 def take_early(artifact: Artifact, modality: str, threads: int) -> EarlyWorker | None:

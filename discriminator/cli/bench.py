@@ -165,39 +165,39 @@ def bench_command(
     use_python(python)
     if (data is None) == (datasets_file is None):
         raise UsageError("give exactly one of --data DIR or --datasets FILE.yaml", "see `kit bench --help` for examples")
-    from validator_sim.opening import start_early
+    from validator_sim.opening import started_early
 
     # A bundle's worker imports the evaluator's torch (over a second on a CPU): let it do that while this
-    # process imports the pipeline and reads the datasets. The run adopts it when it opens the model.
-    start_early(model, profile, model_format, modality, threads, shards)
+    # process imports the pipeline and reads the datasets. The run adopts it when it opens the model; one it
+    # did not adopt (the command failed first) is stopped when the command ends.
+    with started_early(model, profile, model_format, modality, threads, shards):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from validator_sim.datasets import discover_datasets, load_datasets_yaml
+        from validator_sim.pixel_cache import open_cache
+        from validator_sim.run import BenchRequest, raise_if_unusable
+        from validator_sim.shards import bench
+        from validator_sim.scoring import shares_from_cli
 
-    from validator_sim.datasets import discover_datasets, load_datasets_yaml
-    from validator_sim.pixel_cache import open_cache
-    from validator_sim.run import BenchRequest, raise_if_unusable
-    from validator_sim.shards import bench
-    from validator_sim.scoring import shares_from_cli
+        datasets = discover_datasets(data, media_column) if data is not None else load_datasets_yaml(datasets_file, media_column)
+        shares = shares_from_cli(holdout_share, gasstation_share)
+        request = BenchRequest.of(model, datasets, profile, mode=mode, max_per_dataset=max_per_dataset, seed=seed,
+                                  batch_size=batch_size, threads=threads, decode_workers=decode_workers,
+                                  frame_rate=frame_rate, pixel_cache=open_cache(not no_cache, cache_size), scoring=scoring,
+                                  shares=shares, rendered=rendered, robustness=robustness, aug_weight=aug_weight,
+                                  model_format=model_format, modality=modality, compare=compare, out_dir=out, force=force,
+                                  plots=False)  # drawn here, after the summary, when --plots asks
+        columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                   TimeRemainingColumn())
+        with Progress(*columns, console=err_console, transient=True, disable=os.environ.get("RANK", "0") != "0") as progress:
+            task = progress.add_task("scoring", total=None, rate="")
 
-    datasets = discover_datasets(data, media_column) if data is not None else load_datasets_yaml(datasets_file, media_column)
-    shares = shares_from_cli(holdout_share, gasstation_share)
-    request = BenchRequest.of(model, datasets, profile, mode=mode, max_per_dataset=max_per_dataset, seed=seed,
-                              batch_size=batch_size, threads=threads, decode_workers=decode_workers,
-                              frame_rate=frame_rate, pixel_cache=open_cache(not no_cache, cache_size), scoring=scoring,
-                              shares=shares, rendered=rendered, robustness=robustness, aug_weight=aug_weight,
-                              model_format=model_format, modality=modality, compare=compare, out_dir=out, force=force,
-                              plots=False)  # drawn here, after the summary, when --plots asks
-    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=True, disable=os.environ.get("RANK", "0") != "0") as progress:
-        task = progress.add_task("scoring", total=None, rate="")
+            def on_progress(done: int, total: int) -> None:
+                speed = progress.tasks[0].speed
+                progress.update(task, completed=done, total=total, rate=f"{speed:.1f} samples/s" if speed else "")
 
-        def on_progress(done: int, total: int) -> None:
-            speed = progress.tasks[0].speed
-            progress.update(task, completed=done, total=total, rate=f"{speed:.1f} samples/s" if speed else "")
-
-        result = bench(request, on_progress, shards)
+            result = bench(request, on_progress, shards)
     if result is None:  # a torchrun rank other than 0: rank 0 reports
         return
     _print_summary(result.results, result.out_dir, plots)
