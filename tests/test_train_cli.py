@@ -93,6 +93,7 @@ def test_threads_sets_the_training_threads(tmp_path, splits):
                                      "--out", str(tmp_path / "run"), *TINY, "--threads", "1"])
         assert result.exit_code == 0, result.output
         assert torch.get_num_threads() == 1
+        assert read_checkpoint(tmp_path / "run")["training"]["threads"] == 1  # recorded: it changes the rounding
     finally:
         torch.set_num_threads(before)
 

@@ -517,6 +517,8 @@ def _train(request: TrainRequest, model: str, out: Path, world: _World, epochs: 
         training = {"mode": request.mode, "task": task, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                     "weight_decay": WEIGHT_DECAY, "warmup_epochs": request.warmup_epochs, "ema": request.ema,
                     "train_last": request.train_last, "seed": request.seed, "processes": world.size,
+                    # float sums over a different thread count round differently: part of what reproduces a run
+                    "threads": torch.get_num_threads(),
                     "augment": request.augment and request.mode == "finetune",
                     "robustness_augment": request.robustness_augment, "robustness_copies": copies, "profile": request.profile,
                     "select_by": scoring, "train_data": str(request.data), "val_data": str(request.val),
