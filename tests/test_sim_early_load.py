@@ -22,6 +22,7 @@ from tests.sim_helpers import image_bytes, image_model, random_image
 from validator_sim import opening
 from validator_sim.datasets import discover_datasets
 from validator_sim.run import PREFETCH_BATCHES, PREFETCH_BYTES, prefetch_depth, run_bench
+from validator_sim.profiles import get_profile
 from validator_sim.session import ModelIO
 
 runner = CliRunner()
@@ -58,6 +59,10 @@ def test_the_run_adopts_the_worker_started_early_and_scores_exactly_what_a_waiti
 
     assert opening.start_early(bundle, "current", None, None, 1)
     assert len(opening._waiting) == 1
+    waiting = next(iter(opening._waiting.values()))
+    current = get_profile("current")
+    assert opening.load_model_artifact(bundle, None, current) is waiting.artifact  # read once, not twice
+    assert opening.load_model_artifact(bundle, "bundle", current) is not waiting.artifact  # asked differently
     early = run_bench(bundle, datasets, "current", mode="full", write=False, threads=1, batch_size=4)
     assert opening._waiting == {}  # adopted, not started a second time
 

@@ -39,7 +39,14 @@ def default_profile(model_path: Path | str, model_format: str | None = None) -> 
 
 
 def load_model_artifact(model_path: Path | str, model_format: str | None, profile: Profile) -> Artifact:
-    """The model to bench: the format asked for, else the one the profile's evaluator ran when a build folder has both."""
+    """The model to bench: the format asked for, else the one the profile's evaluator ran when a build folder has both.
+
+    When `start_early` read this model for these options, that reading is returned rather than the files read
+    again (a ViT-L bundle's weights are over a gigabyte: 1.5–5 s to read here)."""
+    asked = _asked(model_path, model_format, profile)
+    for early in _waiting.values():
+        if early.asked == asked:
+            return early.artifact
     if model_format is None and Path(model_path).is_dir() and profile.preferred_format in formats_in(model_path):
         model_format = profile.preferred_format
     return load_artifact(model_path, model_format)
@@ -47,12 +54,16 @@ def load_model_artifact(model_path: Path | str, model_format: str | None, profil
 
 @dataclass
 class EarlyWorker:
-    """A worker loading a bundle ahead of the run, and the folder it loads from (a zip's members unpacked)."""
+    """A worker loading a bundle ahead of the run, the folder it loads from (a zip's members unpacked), and the
+    model as `start_early` read it."""
 
     worker: "BundleWorker"
     bundle_dir: Path
     #: Removes the unpacked folder, if any; whoever adopts the worker closes it after the worker.
     cleanup: ExitStack
+    artifact: Artifact
+    #: (model path, --format, profile name) it was read for: `load_model_artifact` hands it out for the same.
+    asked: tuple[str, str | None, str]
 
     def close(self) -> None:
         try:
@@ -62,6 +73,11 @@ class EarlyWorker:
 
 
 _waiting: dict[tuple, EarlyWorker] = {}
+_cleanup_at_exit = False
+
+
+def _asked(model_path: Path | str, model_format: str | None, profile: Profile) -> tuple[str, str | None, str]:
+    return (str(Path(model_path).resolve()), model_format, profile.name)
 
 
 def _key(artifact: Artifact, modality: str, threads: int) -> tuple:
@@ -105,9 +121,11 @@ def start_early(model_path: Path | str, profile: str | None, model_format: str |
     except (BundleError, OSError):
         cleanup.close()
         return False
-    if not _waiting:
+    global _cleanup_at_exit
+    if not _cleanup_at_exit:
         atexit.register(_close_waiting)
-    _waiting[key] = EarlyWorker(worker, bundle_dir, cleanup)
+        _cleanup_at_exit = True
+    _waiting[key] = EarlyWorker(worker, bundle_dir, cleanup, artifact, _asked(model_path, model_format, chosen))
     return True
 
 
