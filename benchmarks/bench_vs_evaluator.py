@@ -10,7 +10,7 @@ Workloads (each benched as the network benches it: the example detector's bundle
 
 For each it prints the **whole process** (wall time of `kit bench …` as a fresh process: start-up,
 model load, the run, the reports) and the **loop** (samples ÷ the run's own wall time, from
-`results.json`, less the time it waited for the bundle's worker to finish loading: the `model_load`
+`results.json`, less the time it waited for the bundle's worker to finish loading: the `model_load_wait`
 stage, which the kit overlaps with decoding and older kits spent before the run began), as samples
 per second, best of `--repeats`.
 
@@ -72,7 +72,7 @@ def time_kit(command: list[str], model: Path, data: Path, out: Path) -> dict[str
     results = json.loads((out / "results.json").read_text())
     kit = results["kit"]
     stages = (results.get("metrics", {}).get("performance") or {}).get("stages", {})
-    loading = stages.get("model_load", {}).get("seconds", 0.0)
+    loading = stages.get("model_load_wait", {}).get("seconds", 0.0)
     return {"process_s": seconds, "loop_s": kit["wall_seconds"] - loading, "samples": float(kit["samples_handled"]),
             "model_load_s": loading}
 

@@ -356,6 +356,10 @@ def _press_ctrl_c_during_a_bench(tmp_path: Path, image_tree) -> None:
     text = captured.get()
     assert "INTERRUPTED: partial" in text
     assert f"only the {document['results']['total_samples']} sample(s)" in text
+    # However well the samples it reached did, an interrupted run gives no exam verdict.
+    assert document["kit"]["exam"]["verdict"] == "incomplete"
+    assert "entrance exam: INCOMPLETE" in text and "PASS" not in text and "bench again to the end" in text
+    assert "model load wait" not in text  # onnxruntime loads before the run: no wait to report
 
 
 def test_manifest_disagreement_is_warned(tmp_path: Path, image_tree) -> None:

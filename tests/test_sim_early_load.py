@@ -70,7 +70,7 @@ def test_the_run_adopts_the_worker_started_early_and_scores_exactly_what_a_waiti
     assert probabilities(early) == probabilities(waited)
     assert early.results["kit"]["session"]["bundle_runtime"]["kind"] == "evaluator"
     stages = early.results["metrics"]["performance"]["stages"]
-    assert stages["model_load"]["calls"] == 1 and stages["inference"]["calls"] == 6
+    assert stages["model_load_wait"]["calls"] == 1 and stages["inference"]["calls"] == 6
 
 
 def test_a_worker_started_for_other_settings_is_not_adopted(tmp_path: Path, images: Path, evaluator_runtime) -> None:
@@ -126,6 +126,7 @@ def test_a_bundle_that_cannot_load_ends_the_bench_in_one_line_with_no_report_fol
     cli = runner.invoke(app, ["bench", str(bundle), "--data", str(images), "--out", str(out)])
     assert cli.exit_code != 0
     assert "the bundle cannot be loaded as the evaluator loads it" in cli.output and needle in cli.output, cli.output
+    assert f"run `kit check {bundle}`" in " ".join(cli.output.split())  # the model's own path, not a placeholder
     assert "Traceback" not in cli.output
     assert not out.exists()
     assert opening._waiting == {}
@@ -154,8 +155,8 @@ def test_the_bench_reports_how_long_it_waited_for_the_model(tmp_path: Path, imag
     cli = runner.invoke(app, ["bench", str(make_bundle(tmp_path / "bundle")), "--data", str(images), "--out", str(out)])
     assert cli.exit_code == 0, cli.output
     stages = json.loads((out / "results.json").read_text())["metrics"]["performance"]["stages"]
-    assert stages["model_load"]["calls"] == 1 and stages["model_load"]["seconds"] > 0
-    assert "model load" in cli.output
+    assert stages["model_load_wait"]["calls"] == 1 and stages["model_load_wait"]["seconds"] > 0
+    assert "model load wait" in cli.output
 
 
 def test_prefetch_depth_holds_a_bounded_number_of_bytes() -> None:

@@ -117,6 +117,9 @@ def test_two_shards_write_the_report_of_one_process(tmp_path: Path, data: Path) 
     # cores are shared out: each of the two processes takes half (at least one thread)
     assert sharded["kit"]["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["records.parquet", "results.json", "summary.txt"]
+    # the stage line adds up the two processes, and says so (their inference can exceed the slowest one's wall)
+    assert "stages (s), summed over 2 processes: wall" in " ".join(two.stdout.split())
+    assert "stages (s): wall" in " ".join(one.output.split())
 
 
 def test_a_batch_that_voids_the_run_in_the_second_shard_voids_it_as_in_one_process(tmp_path: Path, data: Path) -> None:

@@ -248,7 +248,7 @@ def summary_text(results: dict[str, Any]) -> str:
         f"wall {kit['wall_seconds']:.1f} s ({kit['throughput_samples_per_s']:.1f} samples/s); "
         f"{kit['session']['runtime']} on {', '.join(kit['session']['providers'])}, "
         f"{kit['threads']} thread(s), {kit['decode_workers']} decode worker(s), batch {kit['batch_size']}",
-        performance_line(results["metrics"]["performance"], kit.get("decode_workers")),
+        performance_line(results["metrics"]["performance"], kit.get("decode_workers"), len(kit.get("shards") or ()) or 1),
         "decoders: " + ", ".join(f"{name} {version}" for name, version in kit["decoders"].items()),
         "",
         "per dataset (one media type labels every sample, so MCC and sn34 are 0 by construction there: accuracy is "
@@ -373,7 +373,8 @@ def _verdict(state: "RunState", scored: int) -> str | None:
 def _exam(state: "RunState", scored: list[dict[str, Any]], robustness: dict[str, Any] | None,
           scorable: bool) -> dict[str, Any]:
     """The entrance-exam verdict; the network's sn34 is the blended one when the robustness pass ran, 0 when voided."""
-    exam = exam_verdict(scored, state.scoring.num_classes, state.profile.default_scoring, state.mode.name, scorable)
+    exam = exam_verdict(scored, state.scoring.num_classes, state.profile.default_scoring, state.mode.name, scorable,
+                        completed=state.completed)
     if not scorable:
         exam["network_sn34_score"] = 0.0
     elif robustness:

@@ -89,6 +89,8 @@ MODES: dict[str, Mode] = {
         Mode("full", "every sample of every dataset (cap with --max-per-dataset)", False, {"image": None, "video": None}),
     )
 }
+#: How the error of an interrupted run begins ("interrupted after N of M samples: …").
+INTERRUPTED = "interrupted after"
 #: Batches decoded ahead of the one being inferred: as many as fit in PREFETCH_BYTES, within these bounds. The
 #: depth matters while a bundle's worker loads (1–2 s on a CPU): decoding runs ahead meanwhile, and two batches
 #: of 4 clips were decoded long before the model was ready.
@@ -449,10 +451,12 @@ def open_bundle_model(artifact: Artifact, profile: Profile, threads: int, modali
     early = take_early(artifact, declared, threads) if declared else None  # started by `kit bench` as it began
     if early is not None:
         stack.callback(early.cleanup.close)  # after the session's close below: the folder outlives the worker
-        session = open_bundle_session(early.bundle_dir, declared, profile, threads, wait=False, worker=early.worker)
+        session = open_bundle_session(early.bundle_dir, declared, profile, threads, wait=False, worker=early.worker,
+                                      label=str(artifact.source))
     else:
         bundle_dir = stack.enter_context(artifact.bundle_dir())
-        session = open_bundle_session(bundle_dir, declared or inferred, profile, threads, wait=False)
+        session = open_bundle_session(bundle_dir, declared or inferred, profile, threads, wait=False,
+                                      label=str(artifact.source))
     if hasattr(session, "close"):
         stack.callback(session.close)
     if inferred:
@@ -467,7 +471,7 @@ def open_onnx_model(artifact: Artifact, profile: Profile, threads: int, modality
                     stack: ExitStack) -> tuple[ModelSession, str]:
     """An ONNX model in onnxruntime (the onnx row's `open_session`); its graph says its modality."""
     name = artifact.spec.name if artifact.spec else Path(artifact.onnx_name).stem
-    return OnnxSession(artifact.onnx_bytes, profile, threads), name
+    return OnnxSession(artifact.onnx_bytes, profile, threads, label=str(artifact.source)), name
 
 
 def _only_modality(datasets: list[Dataset]) -> str:
@@ -616,7 +620,10 @@ def _score(state: RunState, session: ModelSession, on_progress: Callable[[int, i
     wall_start = time.perf_counter()
     producer.start()
     try:
-        with timings.measure("model_load"):
+        if session.loads_in_background:
+            with timings.measure("model_load_wait"):
+                ready()
+        else:
             ready()
     except BaseException:
         stop.set()
@@ -670,7 +677,7 @@ def _score(state: RunState, session: ModelSession, on_progress: Callable[[int, i
     except KeyboardInterrupt:
         state.completed = False
         if link is None:
-            state.errors.append(f"interrupted after {done} of {total} samples: the results cover only those")
+            state.errors.append(f"{INTERRUPTED} {done} of {total} samples: the results cover only those")
         elif frontier is None:  # between batches: the next one of this shard's is the first it did not finish
             frontier = last_done + shard.count if last_done is not None else shard.index  # type: ignore[union-attr]
     except RunInvalidated:
@@ -724,7 +731,7 @@ def replay_shards(state: RunState, reports: list[ShardReport]) -> list[dict[str,
     if end is not None:
         handled = len(state.records) + sum(len(v) for v in state.skipped.values())
         total = sum(len(p.indices) for p in state.plans)
-        state.errors.append(f"interrupted after {handled} of {total} samples: the results cover only those")
+        state.errors.append(f"{INTERRUPTED} {handled} of {total} samples: the results cover only those")
     _note_failed_batches(state, failed_batches)
     # Each shard's own stages (decoding, waiting, batch assembly) add up; the run took as long as its slowest shard.
     state.wall_s = max(r.wall_s for r in reports)

@@ -253,24 +253,31 @@ EXAM_VERDICTS = {
     "at risk": "may fail the entrance exam: the 95 % interval of 3-class accuracy straddles 0.80, so other samples of "
                "the same data can land either side",
     "fail": "fails the entrance exam: the whole 95 % interval of 3-class accuracy is below 0.80",
+    "incomplete": "no verdict: the run was interrupted, so these figures cover only the samples scored before it "
+                  "stopped — bench again to the end",
 }
 
 
 def exam_verdict(rows: list[dict[str, Any]], num_classes: int, network_scoring: Scoring,
-                 mode: str, scorable: bool = True) -> dict[str, Any]:
+                 mode: str, scorable: bool = True, completed: bool = True) -> dict[str, Any]:
     """Whether these scored records clear the entrance exam, and the sn34 the network would select.
 
     The exam's accuracy is unweighted (provenance shares weight sn34, not `benchmark_score`). Pass: the
     bootstrap interval's lower end ≥ 0.80; fail: its upper end < 0.80; at risk: it straddles 0.80.
     With fewer than two samples there is no interval and the point decides. A run the evaluator cannot
-    score fails whatever its accuracy.
+    score fails whatever its accuracy; an interrupted one gets no verdict ("incomplete"), since the samples
+    it did not reach could have gone either way.
     """
     options = ScoringOptions(scoring=network_scoring, shares={}, num_classes=num_classes)
     score = score_rows(rows, options) if rows else None
     accuracy = score["accuracy"] if score else 0.0
     interval = bootstrap_intervals(rows, options, accuracy_against="multiclass")["accuracy"] if rows else None
     low, high = interval if interval else (accuracy, accuracy)
-    if not scorable or not rows or high < EXAM_THRESHOLD:
+    if not scorable:
+        verdict = "fail"
+    elif not completed:
+        verdict = "incomplete"
+    elif not rows or high < EXAM_THRESHOLD:
         verdict = "fail"
     elif low >= EXAM_THRESHOLD:
         verdict = "pass"

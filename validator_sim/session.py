@@ -82,7 +82,7 @@ def read_model_io(session: ort.InferenceSession, profile: Profile) -> ModelIO:
     )
 
 
-def create_session(onnx_bytes: bytes, threads: int) -> tuple[ort.InferenceSession, dict[str, Any]]:
+def create_session(onnx_bytes: bytes, threads: int, label: str = "MODEL") -> tuple[ort.InferenceSession, dict[str, Any]]:
     """A session configured as the validator's (CUDA first when present, ORT_ENABLE_ALL), plus its settings for the report."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -98,7 +98,7 @@ def create_session(onnx_bytes: bytes, threads: int) -> tuple[ort.InferenceSessio
         session = ort.InferenceSession(onnx_bytes, sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented types
         raise InputError(f"onnxruntime {ort.__version__} cannot load the model: {first_line(exc) or type(exc).__name__}",
-                         "run `kit check MODEL` to see which rule it breaks") from exc
+                         f"run `kit check {label}` to see which rule it breaks") from exc
     settings = {
         "onnxruntime": ort.__version__,
         "providers": session.get_providers(),
@@ -124,6 +124,8 @@ class ModelSession(Protocol):
     settings: dict[str, Any]
     #: The frame rate the model asks the evaluator to sample clips at (bundles' `preprocessing.frame_rate`).
     frame_rate: float | None
+    #: Whether the model may still be loading when the session is returned (`wait_ready` then blocks).
+    loads_in_background: bool
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """float32 [B, K] for one uint8 batch; raises on any failure."""
@@ -138,9 +140,10 @@ class OnnxSession:
     """An ONNX model through onnxruntime, configured as the validator's."""
 
     frame_rate = None
+    loads_in_background = False
 
-    def __init__(self, onnx_bytes: bytes, profile: Profile, threads: int):
-        self.session, self.settings = create_session(onnx_bytes, threads)
+    def __init__(self, onnx_bytes: bytes, profile: Profile, threads: int, label: str = "MODEL"):
+        self.session, self.settings = create_session(onnx_bytes, threads, label)
         self.settings["runtime"] = f"onnxruntime {self.settings['onnxruntime']}"
         self.io = read_model_io(self.session, profile)
 
@@ -159,18 +162,25 @@ def torch_device() -> str:
 
 
 def open_bundle_session(bundle_dir: Path, modality: str, profile: Profile, threads: int,
-                        wait: bool = True, worker: Any = None) -> "ModelSession":
+                        wait: bool = True, worker: Any = None, label: str | None = None) -> "ModelSession":
     """The session for a bundle under the runtime `validator_sim.runtime` picks: in this process when that is the
     kit's own Python (no copy of the batches), else in a worker process started under the evaluator's runtime or
     the --python interpreter, which is where its library versions live. `wait=False` lets a worker load in the
     background (see `WorkerBundleSession`); an in-process session is always loaded on return. `worker`: a
-    `BundleWorker` already loading this bundle with these settings (`validator_sim.opening.start_early`), adopted."""
+    `BundleWorker` already loading this bundle with these settings (`validator_sim.opening.start_early`), adopted.
+    `label`: the model as the user named it (a zip's path rather than the folder it was unpacked into), for errors."""
     from validator_sim.runtime import current_runtime
 
     runtime = current_runtime()
     if runtime.kind == "kit":
-        return BundleSession(bundle_dir, modality, profile, threads)
-    return WorkerBundleSession(bundle_dir, modality, threads, wait=wait, worker=worker)
+        return BundleSession(bundle_dir, modality, profile, threads, label=label)
+    return WorkerBundleSession(bundle_dir, modality, threads, wait=wait, worker=worker, label=label)
+
+
+def load_failure(exc: Any, model: str) -> InputError:
+    """The one line for a bundle that did not load (a `BundleError`), naming the model as the user gave it."""
+    return InputError(f"the bundle cannot be loaded as the evaluator loads it ({exc.stage}): {exc.message}",
+                      f"run `kit check {model}` for the full report")
 
 
 def _runtime_settings(kind: str, label: str, reported: dict[str, Any]) -> dict[str, Any]:
@@ -191,10 +201,11 @@ class WorkerBundleSession:
     verdict is the evaluator's.
     """
 
-    def __init__(self, bundle_dir: Path, modality: str, threads: int, wait: bool = True, worker: Any = None):
+    def __init__(self, bundle_dir: Path, modality: str, threads: int, wait: bool = True, worker: Any = None,
+                 label: str | None = None):
         from validator_sim import bundle_runtime
 
-        self.modality, self.threads = modality, threads
+        self.modality, self.threads, self.label = modality, threads, label or str(bundle_dir)
         self._settings: dict[str, Any] | None = None
         config = None
         if not wait:
@@ -210,13 +221,9 @@ class WorkerBundleSession:
                 worker.wait_loaded()
             self.worker = worker
         except bundle_runtime.BundleError as exc:
-            raise self._load_failure(exc) from exc
+            raise load_failure(exc, self.label) from exc
+        self.loads_in_background = not wait
         self._set_io(config if config is not None else self.worker.info["config"])
-
-    @staticmethod
-    def _load_failure(exc: Any) -> InputError:
-        return InputError(f"the bundle cannot be loaded as the evaluator loads it ({exc.stage}): {exc.message}",
-                          "run `kit check MODEL` for the full report")
 
     def _set_io(self, config: dict[str, Any]) -> None:
         frames = config["num_frames"] if self.modality == "video" else None
@@ -237,7 +244,7 @@ class WorkerBundleSession:
         try:
             info = self.worker.wait_loaded()
         except BundleError as exc:
-            raise self._load_failure(exc) from exc
+            raise load_failure(exc, self.label) from exc
         config = info["config"]
         read_here = (self.io.height, self.io.width, self.io.frames, self.frame_rate, self.num_classes)
         self._set_io(config)
@@ -245,7 +252,7 @@ class WorkerBundleSession:
             raise InputError("model_config.yaml reads differently under the evaluator's runtime than under the kit's "
                              f"(H, W, T, frame rate, classes: {read_here} here, "
                              f"{(self.io.height, self.io.width, self.io.frames, self.frame_rate, self.num_classes)} there)",
-                             "write the values in model_config.yaml as plain ints and floats, then run `kit check MODEL`")
+                             f"write the values in model_config.yaml as plain ints and floats, then run `kit check {self.label}`")
         reported = info.get("runtime") or {}
         torch_version = (reported.get("versions") or {}).get("torch")
         self._settings = {
@@ -282,7 +289,10 @@ class WorkerBundleSession:
 class BundleSession:
     """A safetensors bundle loaded in-process as the evaluator loads it (`bundle_runtime.load_bundle`)."""
 
-    def __init__(self, bundle_dir: Path, modality: str, profile: Profile, threads: int, device: str | None = None):
+    loads_in_background = False
+
+    def __init__(self, bundle_dir: Path, modality: str, profile: Profile, threads: int, device: str | None = None,
+                 label: str | None = None):
         import torch
 
         from validator_sim import bundle_runtime
@@ -293,8 +303,7 @@ class BundleSession:
         try:
             self.loaded = bundle_runtime.load_bundle(bundle_dir, modality, device)
         except bundle_runtime.BundleError as exc:
-            raise InputError(f"the bundle cannot be loaded as the evaluator loads it ({exc.stage}): {exc.message}",
-                             "run `kit check MODEL` for the full report") from exc
+            raise load_failure(exc, label or str(bundle_dir)) from exc
         config = self.loaded.config
         frames = config.num_frames if modality == "video" else None
         batch_dim = "B"

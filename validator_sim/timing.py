@@ -3,11 +3,16 @@
 Each stage keeps its number of calls, total seconds and longest call. `prepare` is
 measured in the decode workers (decoding, the evaluator's image re-save, preprocessing,
 or a pixel-cache read) and summed over them, so with several workers it can exceed the
-wall time; the main thread's stages (`model_load`, `input_wait`, `batch_assembly`,
+wall time; the main thread's stages (`model_load_wait`, `input_wait`, `batch_assembly`,
 `inference`, `scoring`) run one after another and add up to at most `wall`.
 
-`model_load` is the kit's own: the time the main thread waited for a bundle's worker to finish
-loading after decoding had started (the evaluator loads before it decodes, so it has none).
+`model_load_wait` is the kit's own: the time the main thread waited for a bundle's worker to finish
+loading after decoding had started (the evaluator loads before it decodes, so it has none). It is
+measured only for a model that loads in the background; a model loaded before the run (onnxruntime,
+a bundle in the kit's own Python) records no call, and the summary leaves the stage out.
+
+In a sharded run each stage is summed over the processes (see `validator_sim.shards`), so the
+main-thread stages can add up to more than `wall`.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from contextlib import contextmanager
 from typing import Any
 
 #: Stages the main thread spends its time in, in pipeline order; their sum never exceeds `wall`.
-MAIN_THREAD_STAGES = ("model_load", "input_wait", "batch_assembly", "inference", "scoring")
+MAIN_THREAD_STAGES = ("model_load_wait", "input_wait", "batch_assembly", "inference", "scoring")
 #: Every stage a run reports, in the order the summary prints them.
 STAGES = ("wall", *MAIN_THREAD_STAGES, "prepare")
 
@@ -69,10 +74,14 @@ class StageTimings:
                                for name in STAGES}}
 
 
-def performance_line(performance: dict[str, Any], decode_workers: int | None) -> str:
-    """One line of seconds per stage for the bench summary."""
+def performance_line(performance: dict[str, Any], decode_workers: int | None, processes: int = 1) -> str:
+    """One line of seconds per stage for the bench summary (a stage never entered, such as the wait for a model
+    that was loaded before the run, is left out)."""
     stages = performance["stages"]
-    main = " · ".join(f"{name.replace('_', ' ')} {stages[name]['seconds']:.2f}" for name in MAIN_THREAD_STAGES)
-    workers = f"summed over {decode_workers} decode worker(s), " if decode_workers else ""
-    return (f"stages (s): wall {stages['wall']['seconds']:.2f} · {main} · prepare {stages['prepare']['seconds']:.2f} "
+    main = " · ".join(f"{name.replace('_', ' ')} {stages[name]['seconds']:.2f}" for name in MAIN_THREAD_STAGES
+                      if name != "model_load_wait" or stages[name]["calls"])
+    per = " each" if processes > 1 else ""
+    workers = f"summed over {decode_workers} decode worker(s){per}, " if decode_workers else ""
+    title = f"stages (s), summed over {processes} processes" if processes > 1 else "stages (s)"
+    return (f"{title}: wall {stages['wall']['seconds']:.2f} · {main} · prepare {stages['prepare']['seconds']:.2f} "
             f"({workers}beside inference)")

@@ -84,7 +84,7 @@ def _print_summary(results: dict[str, Any], out_dir: Optional[Path], plots: bool
     from validator_sim.reports import exam_line
 
     exam = kit["exam"]
-    colour = {"pass": "green", "at risk": "yellow", "fail": "red"}[exam["verdict"]]
+    colour = {"pass": "green", "at risk": "yellow", "fail": "red", "incomplete": "yellow"}[exam["verdict"]]
     console.print(f"[bold {colour}]{exam_line(exam)}[/]", highlight=False)
     console.print(f"  ({exam['meaning']})", highlight=False)
     recall = " · ".join(f"{name} {_metric(value)}" for name, value in res["per_class_recall"].items() if value is not None)
@@ -105,7 +105,8 @@ def _print_summary(results: dict[str, Any], out_dir: Optional[Path], plots: bool
     from validator_sim.sample_feed import feed_summary
     from validator_sim.timing import performance_line
 
-    console.print(performance_line(results["metrics"]["performance"], kit.get("decode_workers")))
+    console.print(performance_line(results["metrics"]["performance"], kit.get("decode_workers"),
+                                   len(kit.get("shards") or ()) or 1))
 
     for line in feed_summary(kit):
         console.print(line)
@@ -114,8 +115,11 @@ def _print_summary(results: dict[str, Any], out_dir: Optional[Path], plots: bool
                           "them as real with NaN Brier, which floors sn34[/]")
     for note in kit["validator_treatment"]:
         err_console.print(f"[yellow]validator:[/] {note}")
+    from validator_sim.run import INTERRUPTED
+
     for message in results["errors"]:
-        err_console.print(f"[red]error:[/] {message}", markup=True)
+        if not message.startswith(INTERRUPTED):  # said once, last, by the command
+            err_console.print(f"[red]error:[/] {message}", markup=True)
     for message in kit["warnings"]:
         err_console.print(f"[yellow]warning:[/] {message}")
     for name, skipped in kit["skipped"].items():
@@ -211,7 +215,11 @@ def bench_command(
                               "the plots drawn so far are whole, the rest were not written")
             raise typer.Exit(130) from None
     if not result.completed:
-        err_console.print("[bold yellow]interrupted:[/] the reports cover the samples scored so far (completed: false)")
+        from validator_sim.run import INTERRUPTED
+
+        said = next((m for m in result.results["errors"] if m.startswith(INTERRUPTED)), "interrupted")
+        err_console.print(f"[bold yellow]{said}[/] (the reports say completed: false); bench again to the end for an "
+                          "exam verdict")
         raise typer.Exit(130)
     if not result.results["scorable"]:
         from validator_sim.run import MODALITY_GUESSED

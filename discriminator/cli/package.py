@@ -73,9 +73,11 @@ def package_command(
         else:
             accuracy = f", 3-class accuracy {exam.accuracy:.3f}" if exam.accuracy is not None else ""
             interval = f" [{exam.interval[0]:.3f}, {exam.interval[1]:.3f}]" if exam.interval else ""
-            colour = {"pass": "green", "at risk": "yellow", "fail": "red"}.get(exam.verdict, "white")
+            colour = {"pass": "green", "at risk": "yellow", "fail": "red", "incomplete": "yellow"}.get(exam.verdict, "white")
             console.print(f"exam        [{colour}]{exam.verdict}[/]{accuracy}{interval} (entrance exam: ≥ 0.80; "
                           f"last bench of this model, {exam.results_path})")
+            if exam.verdict == "incomplete":
+                console.print("            that bench was interrupted: bench the model to the end for a verdict")
 
 
 def register(app: typer.Typer) -> None:
