@@ -16,6 +16,11 @@ defensively: members with absolute paths, `..`, symlinks, encryption or an impla
 compression ratio are refused before anything is extracted, and a zip must hold exactly
 one format at its root.
 
+What tells the formats apart lives in their rows (discriminator/formats.py), not here: which
+names mark a zip as a format and what makes such a zip whole (`zip_markers`, `check_zip`),
+where a folder keeps a format's model (`locate`), and which format a lone file is (`from_file`).
+The functions named after a format below are those hooks, or the accessors its hooks use.
+
 No torch import: `kit check`, `kit package` and `kit bench` all read artifacts.
 """
 
@@ -166,7 +171,8 @@ def sniff_zip_format(zip_path: Path, names: list[str]) -> str:
                          f"package each with `kit package --format {'|'.join(FORMATS)}`")
     if not marked:
         holds = " nor ".join(row.zip_holds for row in FORMATS.values())
-        raise InputError(f"{zip_path} holds neither {holds}; found {len(names)} file(s): {_listing(names)}", PACKAGE_HINT)
+        raise InputError(f"{zip_path} holds neither {holds}; found {len(names)} file(s): {_listing(names)}",
+                         PACKAGE_HINT)
     found, markers = next(iter(marked.items()))
     FORMATS[found].check_zip(zip_path, names, markers)
     return found
@@ -272,7 +278,8 @@ def load_artifact(path: Path | str, format: str | None = None) -> Artifact:
     else:
         for row in FORMATS.values():
             if row.from_file is None and row.zip_markers([path.name]):
-                raise UsageError(f"{path} is one file of {row.zip_called}", f"point at the folder that holds it: {path.parent}")
+                raise UsageError(f"{path} is one file of {row.zip_called}",
+                                 f"point at the folder that holds it: {path.parent}")
         found = next(name for name, row in FORMATS.items() if row.from_file is not None)
         _require_format(path, found, format)
         artifact = FORMATS[found].from_file(path)
@@ -291,7 +298,8 @@ def _load_from_dir(directory: Path, format: str | None) -> Artifact:
         raise InputError(f"{directory} holds {FORMATS[format].missing}", f"build it with `kit build --format {format}`, "
                                                                         f"or pass --format {available[0]}")
     chosen = format or (available[0] if len(available) == 1 else FORMAT_WHEN_BOTH)
-    container = "build-dir" if manifest is not None and located[chosen] != directory else "directory"  # not the model itself
+    # A folder that is itself the model (a bundle folder) is a "directory", even with a manifest.
+    container = "build-dir" if manifest is not None and located[chosen] != directory else "directory"
     return FORMATS[chosen].from_dir(directory, located[chosen], container, manifest)
 
 

@@ -66,7 +66,8 @@ class ArtifactFormat:
     check_engine: str
     #: How an error names a zip's model of this format ("… mixes an ONNX model (x.onnx) and a bundle (…)").
     zip_called: str
-    #: What a zip of this format holds, as the error for a zip of no format says it ("… holds neither one .onnx file nor …").
+    #: What a zip of this format holds, as the error for a zip of no format says it
+    #: ("… holds neither one .onnx file nor …").
     zip_holds: str
     #: Whether `kit bench` may load it in a worker interpreter started before the bench needs it, so that the worker's
     #: start (its `import torch`) overlaps the bench's own set-up (validator_sim/opening.py).
@@ -116,7 +117,8 @@ FORMATS: dict[str, ArtifactFormat] = {
         plan=Hook("discriminator.build:plan_onnx"), emit=Hook("discriminator.build:emit_onnx"),
         verify=Hook("discriminator.build:verify_onnx"), install=Hook("discriminator.build:install_onnx"),
         target=Hook("discriminator.build:onnx_target"),
-        zip_markers=Hook("discriminator.artifact:onnx_zip_markers"), check_zip=Hook("discriminator.artifact:check_onnx_zip"),
+        zip_markers=Hook("discriminator.artifact:onnx_zip_markers"),
+        check_zip=Hook("discriminator.artifact:check_onnx_zip"),
         locate=Hook("discriminator.artifact:locate_onnx"), from_dir=Hook("discriminator.artifact:onnx_from_dir"),
         from_file=Hook("discriminator.artifact:onnx_from_file"), read_spec=Hook("discriminator.artifact:onnx_spec"),
         check_rules=Hook("discriminator.check.rules:RULES"), check=Hook("discriminator.check.runner:check_onnx"),
@@ -129,7 +131,8 @@ FORMATS: dict[str, ArtifactFormat] = {
         "bundle/", accepted_now=True, carries_embeddings=False, zip_stem="{modality}_bundle",
         zip_keeps_names=True, missing="no bundle (model_config.yaml + model.py)",
         check_engine="torch on CPU, loaded as the evaluator loads it",
-        zip_called="a bundle", zip_holds="a bundle (model_config.yaml, model.py, model.safetensors)", loads_in_worker=True,
+        zip_called="a bundle", zip_holds="a bundle (model_config.yaml, model.py, model.safetensors)",
+        loads_in_worker=True,
         plan=Hook("discriminator.build:plan_bundle"), emit=Hook("discriminator.build:emit_bundle"),
         verify=Hook("discriminator.build:verify_emitted_bundle"), install=Hook("discriminator.build:install_bundle"),
         target=Hook("discriminator.build:bundle_target"),
