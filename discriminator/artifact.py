@@ -16,6 +16,11 @@ defensively: members with absolute paths, `..`, symlinks, encryption or an impla
 compression ratio are refused before anything is extracted, and a zip must hold exactly
 one format at its root.
 
+What tells the formats apart lives in their rows (discriminator/formats.py), not here: which
+names mark a zip as a format and what makes such a zip whole (`zip_markers`, `check_zip`),
+where a folder keeps a format's model (`locate`), and which format a lone file is (`from_file`).
+The functions named after a format below are those hooks, or the accessors its hooks use.
+
 No torch import: `kit check`, `kit package` and `kit bench` all read artifacts.
 """
 
@@ -34,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from discriminator.errors import InputError, UsageError
-from discriminator.formats import BUNDLE_DIR, FORMATS, format_row
+from discriminator.formats import BUNDLE_DIR, FORMAT_WHEN_BOTH, FORMATS, format_row
 from discriminator.spec import MANIFEST_NAME, DetectorSpec, read_manifest, spec_from_onnx
 
 #: Uncompressed/compressed ratio above which a member is treated as a zip bomb. ONNX and safetensors
@@ -43,9 +48,6 @@ MAX_COMPRESSION_RATIO = 100
 #: Uncompressed size above which a member is refused outright (the network's models are far smaller).
 MAX_MEMBER_BYTES = 8 * 1024**3
 
-#: When a build folder holds both formats and the caller does not choose: ONNX, what `load_artifact`
-#: has always returned (kit bench reads it). `kit package` chooses "bundle"; `kit check` checks both.
-FORMAT_WHEN_BOTH = "onnx"
 #: The bundle's files (current-contract §1–§2; the same names as validator_sim/bundle_runtime.py).
 BUNDLE_CONFIG = "model_config.yaml"
 BUNDLE_MODEL = "model.py"
@@ -53,6 +55,8 @@ BUNDLE_DEFAULT_WEIGHTS = "model.safetensors"
 BUNDLE_OPTIONAL = ("config.json",)
 #: `kit build`'s ONNX file names (legacy folders without an `artifacts` manifest section).
 ONNX_DETECTOR_STEMS = ("video_detector", "image_detector")
+#: What a zip refusal tells the user to do.
+PACKAGE_HINT = "package the model with `kit package`"
 
 
 @dataclass
@@ -159,27 +163,50 @@ def _open_zip(zip_path: Path, read: bool) -> dict[str, bytes]:
 
 
 def sniff_zip_format(zip_path: Path, names: list[str]) -> str:
-    """Which format a zip's root files are: one `.onnx` → onnx; model_config.yaml + model.py (+ weights) → bundle."""
-    onnx_members = [n for n in names if n.lower().endswith(".onnx")]
-    bundle_markers = [n for n in (BUNDLE_CONFIG, BUNDLE_MODEL) if n in names]
-    listing = ", ".join(names[:5]) + (" …" if len(names) > 5 else "") or "nothing"
-    hint = "package the model with `kit package`"
-    if onnx_members and bundle_markers:
-        raise InputError(f"{zip_path} mixes an ONNX model ({onnx_members[0]}) and a bundle ({bundle_markers[0]}); "
-                         "a submission is one or the other", "package each with `kit package --format onnx|bundle`")
-    if bundle_markers:
-        missing = [n for n in (BUNDLE_CONFIG, BUNDLE_MODEL) if n not in names]
-        if missing:
-            raise InputError(f"{zip_path} holds {bundle_markers[0]} but no {missing[0]}: a bundle needs "
-                             f"{BUNDLE_CONFIG}, {BUNDLE_MODEL} and the weights file at the zip root", hint)
-        return "bundle"
-    if onnx_members:
-        if len(names) != 1:
-            raise InputError(f"{zip_path}: a submission zip must hold exactly one .onnx file, found {len(names)} "
-                             f"file(s): {listing}", hint)
-        return "onnx"
-    raise InputError(f"{zip_path} holds neither one .onnx file nor a bundle ({BUNDLE_CONFIG}, {BUNDLE_MODEL}, "
-                     f"{BUNDLE_DEFAULT_WEIGHTS}); found {len(names)} file(s): {listing}", hint)
+    """Which format a zip's root files are: the one whose row's `zip_markers` claim them, after its `check_zip`."""
+    marked = {name: markers for name, row in FORMATS.items() if (markers := row.zip_markers(names))}
+    if len(marked) > 1:
+        mixed = " and ".join(f"{FORMATS[name].zip_called} ({markers[0]})" for name, markers in marked.items())
+        raise InputError(f"{zip_path} mixes {mixed}; a submission is one or the other",
+                         f"package each with `kit package --format {'|'.join(FORMATS)}`")
+    if not marked:
+        holds = " nor ".join(row.zip_holds for row in FORMATS.values())
+        raise InputError(f"{zip_path} holds neither {holds}; found {len(names)} file(s): {_listing(names)}",
+                         PACKAGE_HINT)
+    found, markers = next(iter(marked.items()))
+    FORMATS[found].check_zip(zip_path, names, markers)
+    return found
+
+
+def _listing(names: list[str]) -> str:
+    """A zip's first few member names, for an error."""
+    return ", ".join(names[:5]) + (" …" if len(names) > 5 else "") or "nothing"
+
+
+def onnx_zip_markers(names: list[str]) -> list[str]:
+    """The `.onnx` files among a zip's root files (the onnx row's `zip_markers`)."""
+    return [n for n in names if n.lower().endswith(".onnx")]
+
+
+def check_onnx_zip(zip_path: Path, names: list[str], markers: list[str]) -> None:
+    """An ONNX submission zip holds its one `.onnx` file and nothing else (the onnx row's `check_zip`)."""
+    if len(names) != 1:
+        raise InputError(f"{zip_path}: a submission zip must hold exactly one .onnx file, found {len(names)} "
+                         f"file(s): {_listing(names)}", PACKAGE_HINT)
+
+
+def bundle_zip_markers(names: list[str]) -> list[str]:
+    """model_config.yaml and model.py, those of them a zip holds (the bundle row's `zip_markers`)."""
+    return [n for n in (BUNDLE_CONFIG, BUNDLE_MODEL) if n in names]
+
+
+def check_bundle_zip(zip_path: Path, names: list[str], markers: list[str]) -> None:
+    """A bundle zip holds both model_config.yaml and model.py (the bundle row's `check_zip`); the weights are checked
+    by `kit check`'s rules."""
+    missing = [n for n in (BUNDLE_CONFIG, BUNDLE_MODEL) if n not in names]
+    if missing:
+        raise InputError(f"{zip_path} holds {markers[0]} but no {missing[0]}: a bundle needs "
+                         f"{BUNDLE_CONFIG}, {BUNDLE_MODEL} and the weights file at the zip root", PACKAGE_HINT)
 
 
 def find_onnx_in_dir(directory: Path, manifest: dict | None = None) -> Path | None:
@@ -207,8 +234,15 @@ def manifest_onnx_names(manifest: dict | None) -> list[str]:
     return [name for name in names if str(name).endswith(".onnx")]
 
 
+def locate_onnx(directory: Path, manifest: dict | None = None) -> Path | None:
+    """The ONNX model a folder holds (the onnx row's `locate`): none in a folder that is itself a bundle (a `.onnx`
+    beside a bundle's files is not a second model), else `find_onnx_in_dir`'s."""
+    return None if _looks_like_bundle(directory) else find_onnx_in_dir(directory, manifest)
+
+
 def find_bundle_in_dir(directory: Path, manifest: dict | None = None) -> Path | None:
-    """The bundle folder: `directory` itself when it holds model_config.yaml or model.py, else the build's `bundle/`."""
+    """The bundle folder (the bundle row's `locate`): `directory` itself when it holds model_config.yaml or model.py,
+    else the build's `bundle/`."""
     if _looks_like_bundle(directory):
         return directory
     named = ((manifest or {}).get("artifacts") or {}).get("bundle") or {}
@@ -224,12 +258,7 @@ def formats_in(path: Path | str) -> tuple[str, ...]:
             return (sniff_zip_format(path, zip_member_names(path)),)
         return (load_artifact(path).format,)
     manifest = _manifest_of(path)
-    found = []
-    if not _looks_like_bundle(path) and find_onnx_in_dir(path, manifest) is not None:
-        found.append("onnx")
-    if find_bundle_in_dir(path, manifest) is not None:
-        found.append("bundle")
-    return tuple(found)
+    return tuple(name for name, row in FORMATS.items() if row.locate(path, manifest) is not None)
 
 
 def load_artifact(path: Path | str, format: str | None = None) -> Artifact:
@@ -246,35 +275,31 @@ def load_artifact(path: Path | str, format: str | None = None) -> Artifact:
         found = sniff_zip_format(path, list(members))
         _require_format(path, found, format)
         artifact = Artifact(source=path, container="zip", format=found, members=members, spec=None)
-    elif path.name in (BUNDLE_CONFIG, BUNDLE_MODEL):
-        raise UsageError(f"{path} is one file of a bundle", f"point at the folder that holds it: {path.parent}")
     else:
-        _require_format(path, "onnx", format)
-        artifact = Artifact(source=path, container="file", format="onnx", members={path.name: _read_bytes(path)},
-                            spec=None, location=path.parent)
-        sibling = path.parent / MANIFEST_NAME
-        if sibling.is_file():
-            candidate = read_manifest(sibling)
-            if path.name in manifest_onnx_names(candidate) or not manifest_onnx_names(candidate):
-                artifact.manifest = candidate
+        for row in FORMATS.values():
+            if row.from_file is None and row.zip_markers([path.name]):
+                raise UsageError(f"{path} is one file of {row.zip_called}",
+                                 f"point at the folder that holds it: {path.parent}")
+        found = next(name for name, row in FORMATS.items() if row.from_file is not None)
+        _require_format(path, found, format)
+        artifact = FORMATS[found].from_file(path)
     artifact.spec = FORMATS[artifact.format].read_spec(artifact)
     return artifact
 
 
 def _load_from_dir(directory: Path, format: str | None) -> Artifact:
     manifest = _manifest_of(directory)
-    bundle = find_bundle_in_dir(directory, manifest)
-    onnx_path = None if bundle == directory else find_onnx_in_dir(directory, manifest)
-    located = {"onnx": onnx_path, "bundle": bundle}
+    located = {name: row.locate(directory, manifest) for name, row in FORMATS.items()}
     available = [f for f, found in located.items() if found is not None]
     if not available:
-        raise InputError(f"{directory} holds no .onnx model and no bundle ({BUNDLE_CONFIG} + {BUNDLE_MODEL})",
+        raise InputError(f"{directory} holds {' and '.join(row.missing for row in FORMATS.values())}",
                          "run `kit build` into it first, or pass the model itself")
     if format is not None and format not in available:
         raise InputError(f"{directory} holds {FORMATS[format].missing}", f"build it with `kit build --format {format}`, "
                                                                         f"or pass --format {available[0]}")
     chosen = format or (available[0] if len(available) == 1 else FORMAT_WHEN_BOTH)
-    container = "build-dir" if manifest is not None and bundle != directory else "directory"
+    # A folder that is itself the model (a bundle folder) is a "directory", even with a manifest.
+    container = "build-dir" if manifest is not None and located[chosen] != directory else "directory"
     return FORMATS[chosen].from_dir(directory, located[chosen], container, manifest)
 
 
@@ -282,6 +307,18 @@ def onnx_from_dir(directory: Path, onnx_path: Path, container: str, manifest: di
     """The ONNX model `onnx_path` a folder holds (the onnx row's `from_dir`)."""
     return Artifact(source=directory, container=container, format="onnx",
                     members={onnx_path.name: _read_bytes(onnx_path)}, spec=None, manifest=manifest, location=directory)
+
+
+def onnx_from_file(path: Path) -> Artifact:
+    """A lone ONNX file (the onnx row's `from_file`), with the build manifest beside it when that records this file."""
+    artifact = Artifact(source=path, container="file", format="onnx", members={path.name: _read_bytes(path)},
+                        spec=None, location=path.parent)
+    sibling = path.parent / MANIFEST_NAME
+    if sibling.is_file():
+        candidate = read_manifest(sibling)
+        if path.name in manifest_onnx_names(candidate) or not manifest_onnx_names(candidate):
+            artifact.manifest = candidate
+    return artifact
 
 
 def bundle_from_dir(directory: Path, bundle: Path, container: str, manifest: dict | None) -> Artifact:

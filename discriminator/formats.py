@@ -11,9 +11,10 @@ computes what the model computes. Embedding exports are not submissions and are 
 
 Each row carries everything that differs between the formats, so no layer branches on a
 format's name: the facts as data (what a build writes, the zip's name, which engine a check
-runs) and the behaviour as `Hook`s — how a build emits and verifies it, how a folder of it is
-read and its spec found, its check rules and how a check runs them, the members its zip holds,
-and how a bench opens a session on it. A hook is a "module:attribute" path imported on first
+runs, whether a bench may load it in a worker started early) and the behaviour as `Hook`s — how
+a build emits and verifies it, how a folder, a lone file or a zip is found to hold it and read,
+how its spec is found, its check rules and how a check runs them, the members its zip holds, and
+how a bench opens a session on it. A hook is a "module:attribute" path imported on first
 use: the command line reads this table to build its options, so it imports no torch (nor
 onnxruntime, nor anything of the layers it points into), and every layer can import it.
 `tests/test_format_rows.py` resolves every hook of every row.
@@ -63,6 +64,14 @@ class ArtifactFormat:
     missing: str
     #: What `kit check` runs the model on (its table's title); `{ort_min}` is filled in.
     check_engine: str
+    #: How an error names a zip's model of this format ("… mixes an ONNX model (x.onnx) and a bundle (…)").
+    zip_called: str
+    #: What a zip of this format holds, as the error for a zip of no format says it
+    #: ("… holds neither one .onnx file nor …").
+    zip_holds: str
+    #: Whether `kit bench` may load it in a worker interpreter started before the bench needs it, so that the worker's
+    #: start (its `import torch`) overlaps the bench's own set-up (validator_sim/opening.py).
+    loads_in_worker: bool
     #: `kit build`, in this order: `plan(request, backbone)` refuses up front what the format cannot write and returns
     #: what its emit needs; `emit(stage) -> Path` writes it into the build's scratch folder (stage: build.BuildStage);
     #: `verify(stage, path)` runs it against PyTorch; `install(stage, path, out_dir) -> dict` moves it into the build
@@ -72,8 +81,19 @@ class ArtifactFormat:
     verify: Hook
     install: Hook
     target: Hook
+    #: `zip_markers(names) -> list[str]`: which of a zip's root file names mark it as this format (none: not this format;
+    #: a zip two formats mark is refused); also asked of a lone file's name, which refuses one file of a format that is
+    #: never one file. `check_zip(zip_path, names, markers)`: refuses, with this format's
+    #: InputError, a zip it marks that does not hold one whole model of it.
+    zip_markers: Hook
+    check_zip: Hook
+    #: `locate(directory, manifest) -> Path | None`: the model of this format a folder holds (a file, or a folder), or None.
+    locate: Hook
     #: `from_dir(directory, found, container, manifest) -> Artifact`: read the model a folder holds (`found`: its path).
     from_dir: Hook
+    #: `from_file(path) -> Artifact`: read a lone file (not a zip) as this format's model; None for a format that is
+    #: never one file. One row reads lone files.
+    from_file: Hook | None
     #: `read_spec(artifact) -> DetectorSpec | None`: the spec of a model just read.
     read_spec: Hook
     #: The `kit check` rule table (a tuple of `Rule`).
@@ -93,10 +113,14 @@ FORMATS: dict[str, ArtifactFormat] = {
         "onnx", "ONNX graph for onnxruntime (the ONNX-era network; fast local benches)",
         "{modality}_detector.onnx", accepted_now=False, carries_embeddings=True, zip_stem="{modality}_detector",
         zip_keeps_names=False, missing="no .onnx model", check_engine="onnxruntime ≥ {ort_min}",
+        zip_called="an ONNX model", zip_holds="one .onnx file", loads_in_worker=False,
         plan=Hook("discriminator.build:plan_onnx"), emit=Hook("discriminator.build:emit_onnx"),
         verify=Hook("discriminator.build:verify_onnx"), install=Hook("discriminator.build:install_onnx"),
         target=Hook("discriminator.build:onnx_target"),
-        from_dir=Hook("discriminator.artifact:onnx_from_dir"), read_spec=Hook("discriminator.artifact:onnx_spec"),
+        zip_markers=Hook("discriminator.artifact:onnx_zip_markers"),
+        check_zip=Hook("discriminator.artifact:check_onnx_zip"),
+        locate=Hook("discriminator.artifact:locate_onnx"), from_dir=Hook("discriminator.artifact:onnx_from_dir"),
+        from_file=Hook("discriminator.artifact:onnx_from_file"), read_spec=Hook("discriminator.artifact:onnx_spec"),
         check_rules=Hook("discriminator.check.rules:RULES"), check=Hook("discriminator.check.runner:check_onnx"),
         modality_of=Hook("discriminator.check.runner:onnx_modality"),
         zip_members=Hook("discriminator.package:onnx_zip_members"),
@@ -107,10 +131,15 @@ FORMATS: dict[str, ArtifactFormat] = {
         "bundle/", accepted_now=True, carries_embeddings=False, zip_stem="{modality}_bundle",
         zip_keeps_names=True, missing="no bundle (model_config.yaml + model.py)",
         check_engine="torch on CPU, loaded as the evaluator loads it",
+        zip_called="a bundle", zip_holds="a bundle (model_config.yaml, model.py, model.safetensors)",
+        loads_in_worker=True,
         plan=Hook("discriminator.build:plan_bundle"), emit=Hook("discriminator.build:emit_bundle"),
         verify=Hook("discriminator.build:verify_emitted_bundle"), install=Hook("discriminator.build:install_bundle"),
         target=Hook("discriminator.build:bundle_target"),
-        from_dir=Hook("discriminator.artifact:bundle_from_dir"), read_spec=Hook("discriminator.artifact:bundle_spec"),
+        zip_markers=Hook("discriminator.artifact:bundle_zip_markers"),
+        check_zip=Hook("discriminator.artifact:check_bundle_zip"),
+        locate=Hook("discriminator.artifact:find_bundle_in_dir"), from_dir=Hook("discriminator.artifact:bundle_from_dir"),
+        from_file=None, read_spec=Hook("discriminator.artifact:bundle_spec"),
         check_rules=Hook("discriminator.check.rules_bundle:BUNDLE_RULES"),
         check=Hook("discriminator.check.runner:check_bundle"),
         modality_of=Hook("discriminator.check.bundle_context:bundle_modality"),
@@ -120,6 +149,9 @@ FORMATS: dict[str, ArtifactFormat] = {
 }
 #: `--format` values: one format, or both.
 FORMAT_CHOICES = ("both", *FORMATS)
+#: When a build folder holds both formats and the caller does not choose: ONNX, what `load_artifact`
+#: has always returned (kit bench reads it). `kit package` chooses "bundle"; `kit check` checks both.
+FORMAT_WHEN_BOTH = "onnx"
 BUNDLE_DIR = "bundle"
 
 

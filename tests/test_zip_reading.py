@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from discriminator.artifact import load_artifact
+from discriminator.artifact import formats_in, load_artifact
 from discriminator.cli.app import app
-from discriminator.errors import InputError
+from discriminator.errors import InputError, UsageError
 from tests.test_check_models import make_detector
 
 MODEL_BYTES = make_detector().SerializeToString()
@@ -126,3 +126,52 @@ def test_unreadable_inputs_give_one_line_and_exit_2(tmp_path, kind):
     assert str(path.name) in stderr
     assert "Traceback" not in stderr
     assert len(stderr.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------ the words of each refusal, pinned
+# Format sniffing is driven by the rows of discriminator/formats.py; these fix what it says, word for word.
+
+HINT = "package the model with `kit package`"
+SNIFF_REFUSALS = [
+    ("mixed", [("image_detector.onnx", MODEL_BYTES), ("model.py", b"x"), ("model_config.yaml", b"x")],
+     "{p} mixes an ONNX model (image_detector.onnx) and a bundle (model_config.yaml); a submission is one or the other",
+     "package each with `kit package --format onnx|bundle`"),
+    ("half a bundle", [("model.py", b"x"), ("model.safetensors", b"x")],
+     "{p} holds model.py but no model_config.yaml: a bundle needs model_config.yaml, model.py and the weights file "
+     "at the zip root", HINT),
+    ("onnx and a readme", [("image_detector.onnx", MODEL_BYTES), ("README.txt", b"hi")],
+     "{p}: a submission zip must hold exactly one .onnx file, found 2 file(s): image_detector.onnx, README.txt", HINT),
+    ("six other files", [(f"{c}.txt", b"hi") for c in "abcdef"],
+     "{p} holds neither one .onnx file nor a bundle (model_config.yaml, model.py, model.safetensors); "
+     "found 6 file(s): a.txt, b.txt, c.txt, d.txt, e.txt …", HINT),
+    ("empty", [],
+     "{p} holds neither one .onnx file nor a bundle (model_config.yaml, model.py, model.safetensors); "
+     "found 0 file(s): nothing", HINT),
+]
+
+
+@pytest.mark.parametrize("case, members, message, hint", SNIFF_REFUSALS, ids=[c[0] for c in SNIFF_REFUSALS])
+def test_a_zip_of_no_one_format_is_refused_in_these_words(tmp_path, case, members, message, hint):
+    path = write_zip(tmp_path / "submission.zip", members)
+    for read in (load_artifact, formats_in):  # formats_in reads the names only; the words are the same
+        with pytest.raises(InputError) as caught:
+            read(path)
+        assert (caught.value.message, caught.value.hint) == (message.format(p=path), hint)
+
+
+def test_a_folder_without_a_model_and_a_lone_bundle_file_are_refused_in_these_words(tmp_path):
+    with pytest.raises(InputError) as caught:
+        load_artifact(tmp_path)
+    assert caught.value.message == f"{tmp_path} holds no .onnx model and no bundle (model_config.yaml + model.py)"
+    config = tmp_path / "model_config.yaml"
+    config.write_text("name: x\n")
+    with pytest.raises(UsageError) as refused:
+        load_artifact(config)
+    assert (refused.value.message, refused.value.hint) == (f"{config} is one file of a bundle",
+                                                          f"point at the folder that holds it: {tmp_path}")
+    model = tmp_path / "m.onnx"
+    model.write_bytes(MODEL_BYTES)
+    with pytest.raises(UsageError) as wrong:
+        load_artifact(model, "bundle")
+    assert (wrong.value.message, wrong.value.hint) == (f"{model} holds a onnx model, not bundle",
+                                                      "drop --format, or pass --format onnx")

@@ -103,7 +103,7 @@ def start_early(model_path: Path | str, profile: str | None, model_format: str |
         artifact = load_model_artifact(model_path, model_format, chosen)
     except KitError:
         return False  # the run says so, after checking its other inputs
-    if artifact.format != "bundle":
+    if not format_row(artifact.format).loads_in_worker:
         return False
     from discriminator.check.bundle_context import bundle_modality
 
