@@ -122,8 +122,8 @@ def feed_summary(kit: dict[str, Any]) -> list[str]:
         return []
     lines = [f"decode workers: {split['decode_workers']} of {split['decode_pool_threads']} beside "
              f"{kit['threads']} inference thread(s), chosen by {split['chosen_by']}"
-             + (f" (decode {split['decode_ms_per_sample']:.1f} ms/sample, inference "
-                f"{split['inference_ms_per_sample']:.1f} ms/sample)"
+             + (f" (running means it chose by: decode {split['decode_ms_per_sample']:.1f} ms/sample, inference "
+                f"{split['inference_ms_per_sample']:.1f} ms/sample, the first batch left out)"
                 if split["decode_ms_per_sample"] is not None and split["inference_ms_per_sample"] is not None else "")]
     cache = kit.get("pixel_cache")
     if cache is None:
