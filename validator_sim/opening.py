@@ -3,9 +3,11 @@
 A bundle under the evaluator's runtime loads in a worker process whose start is mostly
 `import torch` (1.3–1.7 s for the evaluator's CUDA build on a 2-core CPU). `kit bench`
 spends about 0.4 s before it opens the model (its own imports, reading the datasets),
-so it calls `start_early` first: the worker starts loading then, and the run adopts it
-(`take_early`) when it opens the same model with the same settings. A worker nobody
-adopts is stopped when the process exits. Anything `start_early` cannot decide cheaply
+so it calls `start_early` first (through `started_early`, which scopes it to the command):
+the worker starts loading then, and the run adopts it (`take_early`) when it opens the same
+model with the same settings, reading the model as `start_early` read it
+(`load_model_artifact`). A worker nobody adopts is stopped when the command ends, or at
+the latest when the process exits. Anything `start_early` cannot decide cheaply
 (a model that does not load, a bundle that names no modality, a sharded run) is left to
 the run, which reports it in its usual order.
 
