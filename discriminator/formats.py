@@ -106,6 +106,10 @@ class ArtifactFormat:
     zip_members: Hook
     #: `open_session(artifact, profile, threads, modality, datasets, stack) -> (ModelSession, name)`: `kit bench`'s engine.
     open_session: Hook
+    #: `refusals(artifact) -> list[str]`: what the network refuses the submission for before any exam, found without
+    #: running it (one line each; `kit bench` warns and fails the exam on it). None: no such check is known for the
+    #: format.
+    refusals: Hook | None
 
 
 FORMATS: dict[str, ArtifactFormat] = {
@@ -124,7 +128,7 @@ FORMATS: dict[str, ArtifactFormat] = {
         check_rules=Hook("discriminator.check.rules:RULES"), check=Hook("discriminator.check.runner:check_onnx"),
         modality_of=Hook("discriminator.check.runner:onnx_modality"),
         zip_members=Hook("discriminator.package:onnx_zip_members"),
-        open_session=Hook("validator_sim.run:open_onnx_model"),
+        open_session=Hook("validator_sim.run:open_onnx_model"), refusals=None,
     ),
     "bundle": ArtifactFormat(
         "bundle", "safetensors bundle: model_config.yaml + model.py + model.safetensors (what the network accepts today)",
@@ -145,6 +149,7 @@ FORMATS: dict[str, ArtifactFormat] = {
         modality_of=Hook("discriminator.check.bundle_context:bundle_modality"),
         zip_members=Hook("discriminator.package:bundle_zip_members"),
         open_session=Hook("validator_sim.run:open_bundle_model"),
+        refusals=Hook("discriminator.check.bundle_context:bundle_refusals"),
     ),
 }
 #: `--format` values: one format, or both.

@@ -32,7 +32,7 @@ VALUE_HOOKS = {"check_rules"}
 def test_the_table_has_hooks_for_every_layer() -> None:
     assert set(HOOKS) == {"plan", "emit", "verify", "install", "target", "zip_markers", "check_zip", "locate", "from_dir",
                           "read_spec", "check_rules", "check", "modality_of", "zip_members", "open_session"}
-    assert OPTIONAL_HOOKS == ["from_file"]
+    assert OPTIONAL_HOOKS == ["from_file", "refusals"]
 
 
 @pytest.mark.parametrize("name", list(FORMATS))

@@ -201,3 +201,36 @@ def test_the_image_resave_runs_in_the_decode_workers_not_the_scoring_loop(tmp_pa
     assert result.results["results"]["total_samples"] == 18
     assert len(threads) == 18
     assert all(name.startswith("sim-decode") for name in threads), set(threads)
+
+
+def test_a_bundle_the_network_refuses_is_benched_but_fails_the_exam_before_it(tmp_path: Path, evaluator_runtime) -> None:
+    """model.py imports `time`, which the network's static check refuses: the scores are still computed (they are
+    what the model gets once fixed), but the exam says fail, with the reason, and the summary warns."""
+    from tests.bundle_helpers import make_bundle, model_source
+
+    import torch
+
+    root = coloured_tree(tmp_path / "data", per_class=4, wrong_per_class=0)
+    colours = 10 * torch.eye(3)  # logit k follows channel k: every coloured image is classed right
+    clean = make_bundle(tmp_path / "clean", head=colours)
+    refused = make_bundle(tmp_path / "refused", head=colours, source=model_source(imports="import time"))
+    good = run_bench(clean, discover_datasets(root), mode="small", write=False).results
+    out = tmp_path / "report"
+    cli = runner.invoke(app, ["bench", str(refused), "--data", str(root), "--out", str(out)])
+    assert cli.exit_code == 0, cli.output
+    document = json.loads((out / "results.json").read_text())
+    exam = document["kit"]["exam"]
+    assert good["kit"]["exam"]["verdict"] == "pass" and "refused" not in good["kit"]["exam"]
+    assert exam["verdict"] == "fail" and exam["network_sn34_score"] == 0.0
+    assert len(exam["refused"]) == 1 and exam["refused"][0].startswith("model.py:") and "time" in exam["refused"][0]
+    assert document["results"]["accuracy"] == good["results"]["accuracy"]  # benched all the same
+    text = " ".join(cli.output.split())
+    assert "the network refuses this bundle before its entrance exam: model.py:" in text
+    assert f"`kit check {refused}` lists every one" in text and "entrance exam: FAIL" in text
+
+
+def test_the_exam_sample_size_is_the_exams_cap_not_just_the_mode(tmp_path: Path, model: Path) -> None:
+    root = coloured_tree(tmp_path / "data", per_class=6, wrong_per_class=0)
+    small = run_bench(model, discover_datasets(root), mode="small", write=False).results["kit"]["exam"]
+    capped = run_bench(model, discover_datasets(root), mode="small", max_per_dataset=4, write=False).results["kit"]["exam"]
+    assert small["exam_sample_size"] is True and capped["exam_sample_size"] is False

@@ -374,8 +374,11 @@ def _exam(state: "RunState", scored: list[dict[str, Any]], robustness: dict[str,
           scorable: bool) -> dict[str, Any]:
     """The entrance-exam verdict; the network's sn34 is the blended one when the robustness pass ran, 0 when voided."""
     exam = exam_verdict(scored, state.scoring.num_classes, state.profile.default_scoring, state.mode.name, scorable,
-                        completed=state.completed)
-    if not scorable:
+                        completed=state.completed, max_per_dataset=state.max_per_dataset)
+    if state.refused:  # never examined: the network turns the submission away first
+        exam.update(verdict="fail", network_sn34_score=0.0, refused=list(state.refused),
+                    meaning=f"fails before the entrance exam: the network refuses the submission ({state.refused[0]})")
+    elif not scorable:
         exam["network_sn34_score"] = 0.0
     elif robustness:
         exam["network_sn34_score"] = robustness[f"{exam['network_scoring']}_blended_sn34_score"]

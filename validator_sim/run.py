@@ -64,7 +64,7 @@ from validator_sim.prepare import prepare_sample
 from validator_sim.opening import default_profile, load_model_artifact, take_early
 from validator_sim.profiles import Profile, get_profile
 from validator_sim.sample_feed import SampleFeed
-from validator_sim.scoring import ScoringOptions, score_row
+from validator_sim.scoring import EXAM_SAMPLES_PER_DATASET, ScoringOptions, score_row
 from validator_sim.shard_plan import BatchOutcome, Inference, Shard, ShardLink, ShardReport
 from validator_sim.session import ModelIO, ModelSession, OnnxSession, open_bundle_session
 from validator_sim.timing import StageTimings
@@ -85,7 +85,8 @@ MODES: dict[str, Mode] = {
     mode.name: mode
     for mode in (
         Mode("debug", "first dataset only, 100 images / 50 videos", True, {"image": 100, "video": 50}),
-        Mode("small", "every dataset, 100 samples each (mirrors the entrance exam)", False, {"image": 100, "video": 100}),
+        Mode("small", f"every dataset, {EXAM_SAMPLES_PER_DATASET} samples each (mirrors the entrance exam)", False,
+             {"image": EXAM_SAMPLES_PER_DATASET, "video": EXAM_SAMPLES_PER_DATASET}),
         Mode("full", "every sample of every dataset (cap with --max-per-dataset)", False, {"image": None, "video": None}),
     )
 }
@@ -156,6 +157,8 @@ class RunState:
     rendered: str = "real"
     #: Why the evaluator would not score this run at all (current: an inference failure), else None.
     invalidated: str | None = None
+    #: What the network refuses the submission for before any exam (the format row's `refusals`), one line each.
+    refused: list[str] = field(default_factory=list)
     #: Dataset name → why the ONNX-era evaluator lost the rest of it (decord's N-channel frames).
     lost_datasets: dict[str, str] = field(default_factory=dict)
     #: "onnx" or "bundle": which of the model's formats was benched.
@@ -498,6 +501,13 @@ def _run(request: BenchRequest, profile: Profile, options: ScoringOptions, stack
     session, model_name = open_model(artifact, profile, threads, request.modality, datasets, stack)
     model_io = session.io
     warnings = list(model_io.warnings) + spec_mismatches(artifact.spec, model_io)
+    refusals = FORMATS[artifact.format].refusals
+    refused = list(refusals(artifact)) if refusals is not None else []
+    if refused:
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        warnings.append(f"the network refuses this {artifact.format} before its entrance exam: {refused[0]}{more}; "
+                        f"`kit check {artifact.source}` lists every one — the scores below are what the model would "
+                        "get once fixed")
     frame_rate = _frame_rate_for(profile, request.frame_rate, session.frame_rate, warnings)
     usable = [d for d in datasets if d.modality == model_io.modality]
     other = [d.name for d in datasets if d.modality != model_io.modality]
@@ -528,6 +538,7 @@ def _run(request: BenchRequest, profile: Profile, options: ScoringOptions, stack
         decode_workers=request.decode_workers, seed=request.seed, max_per_dataset=request.max_per_dataset,
         frame_rate=frame_rate, plans=plans, started_at=started, warnings=warnings, pixel_cache=request.pixel_cache,
         scoring=options, rendered=request.rendered, model_format=artifact.format, cores=cores, shard=shard,
+        refused=refused,
     )
     for plan in plans:
         if plan.error:

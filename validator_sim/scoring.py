@@ -248,6 +248,8 @@ def provenance_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
 EXAM_THRESHOLD = 0.80
 #: The kit's mode whose sample size (100 per dataset) mirrors the exam's `--small` run.
 EXAM_MODE = "small"
+#: Samples per dataset in the exam's run (what `--mode small` takes).
+EXAM_SAMPLES_PER_DATASET = 100
 EXAM_VERDICTS = {
     "pass": "clears the entrance exam: the whole 95 % interval of 3-class accuracy is at or above 0.80",
     "at risk": "may fail the entrance exam: the 95 % interval of 3-class accuracy straddles 0.80, so other samples of "
@@ -259,7 +261,8 @@ EXAM_VERDICTS = {
 
 
 def exam_verdict(rows: list[dict[str, Any]], num_classes: int, network_scoring: Scoring,
-                 mode: str, scorable: bool = True, completed: bool = True) -> dict[str, Any]:
+                 mode: str, scorable: bool = True, completed: bool = True,
+                 max_per_dataset: int | None = None) -> dict[str, Any]:
     """Whether these scored records clear the entrance exam, and the sn34 the network would select.
 
     The exam's accuracy is unweighted (provenance shares weight sn34, not `benchmark_score`). Pass: the
@@ -291,7 +294,8 @@ def exam_verdict(rows: list[dict[str, Any]], num_classes: int, network_scoring: 
         "verdict": verdict,
         "meaning": EXAM_VERDICTS[verdict] if scorable else "fails the entrance exam: the evaluator cannot score this run",
         "mode": mode,
-        "exam_sample_size": mode == EXAM_MODE,
+        # --max-per-dataset overrides the mode's cap: only the exam's own cap is its sample size
+        "exam_sample_size": mode == EXAM_MODE and max_per_dataset in (None, EXAM_SAMPLES_PER_DATASET),
         "network_scoring": network_scoring,
         "network_sn34_score": score[f"{network_scoring}_sn34_score"] if score else 0.0,
     }

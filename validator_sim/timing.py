@@ -83,5 +83,6 @@ def performance_line(performance: dict[str, Any], decode_workers: int | None, pr
     per = " each" if processes > 1 else ""
     workers = f"summed over {decode_workers} decode worker(s){per}, " if decode_workers else ""
     title = f"stages (s), summed over {processes} processes" if processes > 1 else "stages (s)"
-    return (f"{title}: wall {stages['wall']['seconds']:.2f} · {main} · prepare {stages['prepare']['seconds']:.2f} "
-            f"({workers}beside inference)")
+    slowest = " (the slowest process's)" if processes > 1 else ""
+    return (f"{title}: wall {stages['wall']['seconds']:.2f}{slowest} · {main} · prepare "
+            f"{stages['prepare']['seconds']:.2f} ({workers}beside inference)")

@@ -152,11 +152,7 @@ class BundleContext:
 
     @cached_property
     def violations(self) -> list[Violation]:
-        source = self.member(BUNDLE_MODEL) or b""
-        siblings = {name[:-3] for name in self.names if name.endswith(".py") and name != BUNDLE_MODEL}
-        if self.artifact.location is not None:
-            siblings |= {p.name for p in self.artifact.location.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
-        return analyze_source(source.decode("utf-8", errors="replace"), BUNDLE_MODEL, sibling_modules=siblings)
+        return bundle_violations(self.artifact)
 
     def load_model_signature(self) -> inspect.Signature | None:
         """`load_model`'s signature as written at model.py's top level (None when there is no plain `def load_model`)."""
@@ -298,6 +294,22 @@ class BundleContext:
         if self._worker is not None:
             self._worker.close(kill=True)
             self._worker = None
+
+
+def bundle_violations(artifact: Artifact) -> list[Violation]:
+    """What the network's static check of model.py rejects (`discriminator.bundle.analyzer`), with the bundle's own
+    sibling modules known as such."""
+    source = artifact.members.get(BUNDLE_MODEL) or b""
+    names = {*artifact.members, *artifact.extra_files}
+    siblings = {name[:-3] for name in names if name.endswith(".py") and name != BUNDLE_MODEL}
+    if artifact.location is not None:
+        siblings |= {p.name for p in artifact.location.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    return analyze_source(source.decode("utf-8", errors="replace"), BUNDLE_MODEL, sibling_modules=siblings)
+
+
+def bundle_refusals(artifact: Artifact) -> list[str]:
+    """The bundle row's `refusals`: each static-check violation as one line, "model.py:12 imports os (…) — fix"."""
+    return [f"{v.where} {v.message} — {v.fix}" for v in bundle_violations(artifact)]
 
 
 def bundle_modality(artifact: Artifact, requested: str | None = None) -> str | None:

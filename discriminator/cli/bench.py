@@ -100,7 +100,7 @@ def _print_summary(results: dict[str, Any], out_dir: Optional[Path], plots: bool
         span = f" [{_signed(interval[0])}, {_signed(interval[1])}]" if interval else ""
         console.print(f"[bold]vs {cmp_['other_results']}: Δsn34 {_signed(cmp_['delta_sn34'])}{span} over {cmp_['samples']} "
                       f"paired samples — {cmp_['verdict']}[/]")
-    console.print(f"{res['avg_inference_time_ms']:.2f} ms/sample (p95 {res['p95_inference_time_ms']:.2f}) · "
+    console.print(f"{res['avg_inference_time_ms']:.2f} ms/sample mean over every batch (p95 {res['p95_inference_time_ms']:.2f}) · "
                   f"{kit['throughput_samples_per_s']:.1f} samples/s · {kit['session']['runtime']}, {kit['threads']} thread(s)")
     from validator_sim.sample_feed import feed_summary
     from validator_sim.timing import performance_line
