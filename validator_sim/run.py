@@ -33,7 +33,7 @@ import time
 import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -631,10 +631,7 @@ def _score(state: RunState, session: ModelSession, on_progress: Callable[[int, i
     wall_start = time.perf_counter()
     producer.start()
     try:
-        if session.loads_in_background:
-            with timings.measure("model_load_wait"):
-                ready()
-        else:
+        with timings.measure("model_load_wait") if session.loads_in_background else nullcontext():
             ready()
     except BaseException:
         stop.set()
